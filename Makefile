@@ -112,6 +112,7 @@ bench: deps build/release/switchboard
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --inline-suppr -Isrc --std=c11 src
+	@for f in $(SRC); do clang-tidy -quiet $$f -- -std=c11 -D_GNU_SOURCE -Isrc; done
 
 clean:
 	rm -rf build

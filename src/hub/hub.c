@@ -135,6 +135,8 @@ static void match_one(void *item, void *arg)
     s->ops->deliver(s, m);
 }
 
+static void batch_done(batch_t *b, size_t loops);
+
 static void deliver_batch(void *arg)
 {
     batch_t *b = arg;
@@ -148,7 +150,12 @@ static void deliver_batch(void *arg)
         if (klen)
             sublist_match(h->index, key, klen, match_one, m);
     }
-    if (atomic_fetch_sub(&b->loops_left, 1) == 1) {
+    batch_done(b, 1);
+}
+
+static void batch_done(batch_t *b, size_t loops)
+{
+    if (atomic_fetch_sub(&b->loops_left, loops) == loops) {
         for (size_t i = 0; i < b->n; i++)
             msg_unref(b->msgs[i]);
         free(b);
@@ -158,6 +165,7 @@ static void deliver_batch(void *arg)
 static void broadcast(msg_t *const *msgs, size_t n)
 {
     batch_t *b = malloc(sizeof *b + n * sizeof(msg_t *));
+    size_t failed = 0;
 
     if (!b) {
         LOG_ERROR("fan-out dropped a batch: out of memory", "\"messages\":%zu", n);
@@ -167,13 +175,16 @@ static void broadcast(msg_t *const *msgs, size_t n)
     b->n = n;
     for (size_t i = 0; i < n; i++)
         b->msgs[i] = msg_ref(msgs[i]);
+    /* loops_left counts every loop until it is done with the batch; a
+     * post that fails is accounted for once all posts were attempted, so
+     * b stays alive for the whole loop below */
     for (size_t i = 0; i < g_nloops; i++)
-        if (loop_post(g_loops[i], deliver_batch, b) != 0 &&
-            atomic_fetch_sub(&b->loops_left, 1) == 1) {
-            for (size_t j = 0; j < n; j++)
-                msg_unref(b->msgs[j]);
-            free(b);
-        }
+        if (loop_post(g_loops[i], deliver_batch, b) != 0)
+            failed++;
+    if (failed) {
+        LOG_ERROR("fan-out skipped loops: out of memory", "\"loops\":%zu", failed);
+        batch_done(b, failed);
+    }
 }
 
 void hub_on_commit(void *ctx, msg_t *const *msgs, size_t n)
@@ -410,6 +421,7 @@ int hub_subscribe(hub_t *h, hub_sub_t *s, const char *tenant,
             sublist_insert(h->index, key, klen, s)) {
             free(s->patterns[i]);
             free(s->keys[i]);
+            s->patterns[i] = s->keys[i] = NULL;
             goto fail;
         }
         s->npatterns++;
@@ -423,8 +435,9 @@ int hub_subscribe(hub_t *h, hub_sub_t *s, const char *tenant,
         start_at_time(s, since->time_ms);
     return 0;
 fail:
-    for (size_t j = 0; j < s->npatterns; j++)
-        sublist_remove(h->index, s->keys[j], strlen(s->keys[j]), s);
+    for (size_t j = 0; s->keys && j < s->npatterns; j++)
+        if (s->keys[j])
+            sublist_remove(h->index, s->keys[j], strlen(s->keys[j]), s);
     free_patterns(s);
     return -1;
 }
