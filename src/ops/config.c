@@ -1,0 +1,463 @@
+/*
+ * config.c - the option table and the loaders that read it. See config.h.
+ *
+ * A row names an option once: its JSON path ("limits.max_body"), its
+ * environment variable, its long flag (see flag_name),
+ * its type and bounds, its default and a one-line description used by
+ * --help and by the README's table. Loading is: set defaults, apply the
+ * file, apply env, apply flags; each value is validated by the same
+ * function whatever its source.
+ */
+#include "ops/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "core/subject.h"
+#include "ops/log.h"
+
+enum opt_type { OPT_INT, OPT_STR };
+
+typedef struct opt {
+    const char *path;       /* JSON path, dotted */
+    const char *env;
+    enum opt_type type;
+    size_t off;
+    int64_t min, max;
+    int64_t idef;
+    const char *sdef;
+    const char *help;
+} opt_t;
+
+#define I(path, env, field, min, max, def, help) \
+    {path, env, OPT_INT, offsetof(config_t, field), min, max, def, NULL, help}
+#define S(path, env, field, def, help) \
+    {path, env, OPT_STR, offsetof(config_t, field), 0, 0, 0, def, help}
+
+#define KiB 1024LL
+#define MiB (1024LL * 1024)
+#define SEC 1000LL
+#define DAY (86400LL * 1000)
+
+static const opt_t opts[] = {
+    S("host", "HOST", host, "127.0.0.1", "address to listen on"),
+    I("port", "PORT", port, 0, 65535, 8080, "TCP port (0 picks a free one)"),
+    I("loops", "SWITCHBOARD_LOOPS", loops, 0, 64, 0, "event loop threads (0 = one per CPU)"),
+    S("data_dir", "SWITCHBOARD_DATA_DIR", data_dir, "./var", "directory for the embedded store"),
+    S("log_level", "LOG_LEVEL", log_level, "info", "debug, info, warn or error"),
+    I("max_connections", "SWITCHBOARD_MAX_CONNECTIONS", max_connections, 1, 1000000, 16000,
+      "open client connections per process"),
+    I("limits.max_uri", "SWITCHBOARD_MAX_URI", max_uri, 64, 1 * MiB, 8 * KiB,
+      "request-target bytes (414 above)"),
+    I("limits.max_header_bytes", "SWITCHBOARD_MAX_HEADER_BYTES", max_header_bytes, 256, 1 * MiB,
+      16 * KiB, "request head bytes (431 above)"),
+    I("limits.max_headers", "SWITCHBOARD_MAX_HEADERS", max_headers, 1, 128, 100,
+      "header fields per request (431 above)"),
+    I("limits.max_body", "SWITCHBOARD_MAX_BODY", max_body, 0, 1024 * MiB, 4 * MiB,
+      "request body bytes (413 above)"),
+    I("limits.header_timeout_ms", "SWITCHBOARD_HEADER_TIMEOUT_MS", header_timeout_ms, 100,
+      3600 * SEC, 10 * SEC, "time to receive a request head (408 after)"),
+    I("limits.body_timeout_ms", "SWITCHBOARD_BODY_TIMEOUT_MS", body_timeout_ms, 100, 3600 * SEC,
+      30 * SEC, "time to receive a request body (408 after)"),
+    I("limits.idle_timeout_ms", "SWITCHBOARD_IDLE_TIMEOUT_MS", idle_timeout_ms, 100, 3600 * SEC,
+      60 * SEC, "keep-alive connection idle time before it is closed"),
+    I("delivery.outbound_queue", "SWITCHBOARD_OUTBOUND_QUEUE", outbound_queue, 4 * KiB,
+      1024 * MiB, 1 * MiB, "bytes queued per connection before a slow consumer is dropped"),
+    I("delivery.max_ws_message", "SWITCHBOARD_MAX_WS_MESSAGE", max_ws_message, 125, 64 * MiB,
+      1 * MiB, "bytes per incoming WebSocket message (close 1009 above)"),
+    I("delivery.heartbeat_ms", "SWITCHBOARD_HEARTBEAT_MS", heartbeat_ms, 1000, 3600 * SEC,
+      30 * SEC, "SSE heartbeat comment / WebSocket ping interval"),
+    I("delivery.max_subscriptions", "SWITCHBOARD_MAX_SUBSCRIPTIONS", max_subscriptions, 1, 10000,
+      100, "subscriptions per connection"),
+    I("delivery.replay_batch", "SWITCHBOARD_REPLAY_BATCH", replay_batch, 1, 10000, 500,
+      "messages per store read while a subscriber catches up"),
+    I("shutdown_timeout_ms", "SWITCHBOARD_SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms, 0,
+      600 * SEC, 10 * SEC, "grace period for in-flight work on SIGTERM"),
+    S("store.backend", "SWITCHBOARD_STORE", store_backend, "sqlite", "storage backend"),
+    S("store.fsync", "SWITCHBOARD_FSYNC", fsync, "full",
+      "full (fsync every commit) or normal (survives kill -9, not power loss)"),
+    I("store.retention_interval_ms", "SWITCHBOARD_RETENTION_INTERVAL_MS", retention_interval_ms,
+      100, DAY, 300 * SEC, "how often expired messages are removed"),
+    I("store.max_batch", "SWITCHBOARD_MAX_BATCH", max_batch, 1, 100000, 512,
+      "most messages per group commit"),
+    I("store.readers", "SWITCHBOARD_STORE_READERS", store_readers, 1, 32, 2,
+      "store reader threads"),
+    I("retention.max_age_ms", "SWITCHBOARD_RETENTION_MAX_AGE_MS", default_max_age_ms, 0,
+      INT64_MAX, 7 * DAY, "default max message age per stream (0 = unlimited)"),
+    I("retention.max_msgs", "SWITCHBOARD_RETENTION_MAX_MSGS", default_max_msgs, 0, INT64_MAX, 0,
+      "default max messages per stream (0 = unlimited)"),
+    I("retention.max_bytes", "SWITCHBOARD_RETENTION_MAX_BYTES", default_max_bytes, 0, INT64_MAX,
+      0, "default max bytes per stream (0 = unlimited)"),
+    I("webhook.max_depth", "SWITCHBOARD_WEBHOOK_MAX_DEPTH", webhook_max_depth, 1,
+      SUBJ_MAX_TOKENS - 2, 8, "path segments after /webhook/{source}/"),
+};
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Parses a whole decimal integer with an optional k/m/g (x1024) suffix or,
+ * for *_ms options, s/m/h/d suffixes. */
+static int parse_int(const opt_t *o, const char *s, int64_t *out)
+{
+    char *end;
+    long long v;
+    int64_t mul = 1;
+    bool ms = strstr(o->path, "_ms") != NULL;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (end == s || errno)
+        return -1;
+    if (*end) {
+        if (ms && strcmp(end, "ms") == 0) mul = 1;
+        else if (ms && strcmp(end, "s") == 0) mul = SEC;
+        else if (ms && strcmp(end, "m") == 0) mul = 60 * SEC;
+        else if (ms && strcmp(end, "h") == 0) mul = 3600 * SEC;
+        else if (ms && strcmp(end, "d") == 0) mul = DAY;
+        else if (!ms && (strcasecmp(end, "k") == 0 || strcasecmp(end, "kib") == 0)) mul = KiB;
+        else if (!ms && (strcasecmp(end, "m") == 0 || strcasecmp(end, "mib") == 0)) mul = MiB;
+        else if (!ms && (strcasecmp(end, "g") == 0 || strcasecmp(end, "gib") == 0)) mul = 1024 * MiB;
+        else return -1;
+    }
+    if (v < 0 ? v < INT64_MIN / mul : v > INT64_MAX / mul)
+        return -1;
+    *out = (int64_t)v * mul;
+    return 0;
+}
+
+static int set_int(config_t *c, const opt_t *o, int64_t v, const char *src,
+                   char *err, size_t errlen)
+{
+    if (v < o->min || v > o->max) {
+        errf(err, errlen, "%s: %s must be between %" PRId64 " and %" PRId64,
+             src, o->path, o->min, o->max);
+        return -1;
+    }
+    *(int64_t *)(void *)((char *)c + o->off) = v;
+    return 0;
+}
+
+static int set_str(config_t *c, const opt_t *o, const char *v, const char *src,
+                   char *err, size_t errlen)
+{
+    char **slot = (char **)(void *)((char *)c + o->off);
+    char *dup = strdup(v);
+
+    if (!dup) {
+        errf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(*slot);
+    *slot = dup;
+    return 0;
+}
+
+static int set_text(config_t *c, const opt_t *o, const char *v, const char *src,
+                    char *err, size_t errlen)
+{
+    int64_t n;
+
+    if (o->type == OPT_STR)
+        return set_str(c, o, v, src, err, errlen);
+    if (parse_int(o, v, &n)) {
+        errf(err, errlen, "%s: %s: not a number: \"%s\"", src, o->path, v);
+        return -1;
+    }
+    return set_int(c, o, n, src, err, errlen);
+}
+
+static json_t *json_path(json_t *root, const char *path)
+{
+    char part[64];
+    const char *p = path;
+
+    while (root && *p) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof part)
+            return NULL;
+        memcpy(part, p, n);
+        part[n] = '\0';
+        root = json_is_object(root) ? json_object_get(root, part) : NULL;
+        p += n + (dot ? 1 : 0);
+    }
+    return root;
+}
+
+static int apply_json_opt(config_t *c, const opt_t *o, json_t *v, const char *file,
+                          char *err, size_t errlen)
+{
+    if (json_is_integer(v))
+        return o->type == OPT_INT
+                   ? set_int(c, o, json_integer_value(v), file, err, errlen)
+                   : (errf(err, errlen, "%s: %s must be a string", file, o->path), -1);
+    if (json_is_string(v))
+        return set_text(c, o, json_string_value(v), file, err, errlen);
+    errf(err, errlen, "%s: %s must be a %s", file, o->path,
+         o->type == OPT_INT ? "number" : "string");
+    return -1;
+}
+
+static void streams_free(config_t *c)
+{
+    for (size_t i = 0; i < c->nstreams; i++) {
+        free(c->streams[i].name);
+        for (size_t j = 0; j < c->streams[i].nsubjects; j++)
+            free(c->streams[i].subjects[j]);
+        free(c->streams[i].subjects);
+    }
+    free(c->streams);
+    c->streams = NULL;
+    c->nstreams = 0;
+}
+
+static int64_t json_int_or(json_t *o, const char *key, int64_t def)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? json_integer_value(v) : def;
+}
+
+static int stream_add(config_t *c, const char *name, json_t *subjects,
+                      json_t *limits, char *err, size_t errlen)
+{
+    store_stream_cfg_t *s, *grown;
+    size_t i;
+    json_t *v;
+
+    grown = realloc(c->streams, (c->nstreams + 1) * sizeof *grown);
+    if (!grown)
+        goto nomem;
+    c->streams = grown;
+    s = &c->streams[c->nstreams++];
+    memset(s, 0, sizeof *s);
+    s->name = strdup(name);
+    s->subjects = calloc(json_array_size(subjects) + 1, sizeof(char *));
+    if (!s->name || !s->subjects)
+        goto nomem;
+    json_array_foreach(subjects, i, v) {
+        const char *p = json_string_value(v);
+        if (!p || !subj_valid_pattern(p, strlen(p))) {
+            errf(err, errlen, "stream %s: invalid subject pattern", name);
+            return -1;
+        }
+        if (!(s->subjects[s->nsubjects++] = strdup(p)))
+            goto nomem;
+    }
+    if (s->nsubjects == 0) {
+        errf(err, errlen, "stream %s: needs at least one subject", name);
+        return -1;
+    }
+    s->max_age_ms = json_int_or(limits, "max_age_ms", c->default_max_age_ms);
+    s->max_msgs = json_int_or(limits, "max_msgs", c->default_max_msgs);
+    s->max_bytes = json_int_or(limits, "max_bytes", c->default_max_bytes);
+    if (s->max_age_ms < 0 || s->max_msgs < 0 || s->max_bytes < 0) {
+        errf(err, errlen, "stream %s: limits must be >= 0", name);
+        return -1;
+    }
+    return 0;
+nomem:
+    errf(err, errlen, "out of memory");
+    return -1;
+}
+
+static int load_streams(config_t *c, json_t *arr, const char *file, char *err,
+                        size_t errlen)
+{
+    size_t i;
+    json_t *st;
+
+    if (!json_is_array(arr)) {
+        errf(err, errlen, "%s: streams must be an array", file);
+        return -1;
+    }
+    json_array_foreach(arr, i, st) {
+        const char *name = json_string_value(json_object_get(st, "name"));
+        json_t *subjects = json_object_get(st, "subjects");
+        if (!name || !*name || !json_is_array(subjects)) {
+            errf(err, errlen, "%s: streams[%zu] needs \"name\" and \"subjects\"", file, i);
+            return -1;
+        }
+        if (stream_add(c, name, subjects, st, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+static int load_file(config_t *c, const char *file, json_t **streams_out,
+                     char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (!root) {
+        errf(err, errlen, "%s:%d: %s", file, jerr.line, jerr.text);
+        return -1;
+    }
+    if (!json_is_object(root)) {
+        errf(err, errlen, "%s: must hold a JSON object", file);
+        goto fail;
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        json_t *v = json_path(root, opts[i].path);
+        if (v && apply_json_opt(c, &opts[i], v, file, err, errlen))
+            goto fail;
+    }
+    *streams_out = json_incref(json_object_get(root, "streams"));
+    json_decref(root);
+    return 0;
+fail:
+    json_decref(root);
+    return -1;
+}
+
+/* The long flag of an option: its JSON path with '.' and '_' as '-',
+ * without the "limits." / "delivery." section names. */
+static const char *flag_name(const opt_t *o, char *out, size_t cap)
+{
+    const char *p = o->path;
+    size_t n = 0;
+
+    if (strncmp(p, "limits.", 7) == 0)
+        p += 7;
+    else if (strncmp(p, "delivery.", 9) == 0)
+        p += 9;
+    for (; *p && n + 1 < cap; p++)
+        out[n++] = (*p == '_' || *p == '.') ? '-' : *p;
+    out[n] = '\0';
+    return out;
+}
+
+static int load_flags(config_t *c, int argc, char **argv, char *err, size_t errlen)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = NULL;
+        size_t i_opt;
+        char name[64];
+
+        if (strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--config=", 9) == 0)
+            continue;
+        if (strncmp(a, "--", 2) != 0) {
+            errf(err, errlen, "unexpected argument \"%s\"", a);
+            return -1;
+        }
+        for (i_opt = 0; i_opt < NOPTS; i_opt++) {
+            size_t n;
+            flag_name(&opts[i_opt], name, sizeof name);
+            n = strlen(name);
+            if (strncmp(a + 2, name, n) == 0 && (a[2 + n] == '\0' || a[2 + n] == '=')) {
+                val = a[2 + n] == '=' ? a + 3 + n : (i + 1 < argc ? argv[++i] : NULL);
+                break;
+            }
+        }
+        if (i_opt == NOPTS) {
+            errf(err, errlen, "unknown option \"%s\" (see --help)", a);
+            return -1;
+        }
+        if (!val) {
+            errf(err, errlen, "option %s needs a value", a);
+            return -1;
+        }
+        if (set_text(c, &opts[i_opt], val, "command line", err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+static int check(config_t *c, char *err, size_t errlen)
+{
+    if (log_level_parse(c->log_level) < 0) {
+        errf(err, errlen, "log_level must be debug, info, warn or error");
+        return -1;
+    }
+    if (strcmp(c->fsync, "full") && strcmp(c->fsync, "normal")) {
+        errf(err, errlen, "store.fsync must be \"full\" or \"normal\"");
+        return -1;
+    }
+    return 0;
+}
+
+int config_load(config_t *c, const char *file, int argc, char **argv,
+                char *err, size_t errlen)
+{
+    json_t *streams = NULL;
+    int rc = -1;
+
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (opts[i].type == OPT_INT)
+            *(int64_t *)(void *)((char *)c + opts[i].off) = opts[i].idef;
+        else if (set_str(c, &opts[i], opts[i].sdef, "default", err, errlen))
+            goto out;
+    }
+    if (file && load_file(c, file, &streams, err, errlen))
+        goto out;
+    for (size_t i = 0; i < NOPTS; i++) {
+        const char *v = getenv(opts[i].env);
+        if (v && set_text(c, &opts[i], v, opts[i].env, err, errlen))
+            goto out;
+    }
+    if (load_flags(c, argc, argv, err, errlen))
+        goto out;
+    if (streams) {
+        if (load_streams(c, streams, file, err, errlen))
+            goto out;
+    } else {
+        json_t *subjects = json_pack("[s]", "webhooks.>");
+        rc = subjects ? stream_add(c, "webhooks", subjects, NULL, err, errlen) : -1;
+        json_decref(subjects);
+        if (rc)
+            goto out;
+    }
+    rc = check(c, err, errlen);
+out:
+    json_decref(streams);
+    if (rc)
+        config_free(c);
+    return rc;
+}
+
+void config_free(config_t *c)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].type == OPT_STR) {
+            char **slot = (char **)(void *)((char *)c + opts[i].off);
+            free(*slot);
+            *slot = NULL;
+        }
+    streams_free(c);
+}
+
+void config_usage(FILE *out)
+{
+    char name[64];
+
+    fprintf(out, "  %-28s %-34s %s\n", "--config FILE", "", "JSON configuration file");
+    for (size_t i = 0; i < NOPTS; i++) {
+        const opt_t *o = &opts[i];
+        char def[32];
+        if (o->type == OPT_INT)
+            snprintf(def, sizeof def, "%" PRId64, o->idef);
+        else
+            snprintf(def, sizeof def, "%s", o->sdef);
+        fprintf(out, "  --%-26s %-34s %s (default %s)\n", flag_name(o, name, sizeof name),
+                o->env, o->help, def);
+    }
+}
