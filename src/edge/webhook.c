@@ -1,0 +1,299 @@
+/*
+ * webhook.c - the webhook ingress edge: POST|PUT|PATCH|DELETE
+ * /webhook/{source}/{path...} becomes a message on subject
+ * webhooks.{source}.{seg}... and is answered 202 only once it is durable.
+ *
+ * Path segments are percent-decoded, then sanitised into subject tokens
+ * (anything but letters, digits and _-:@~ becomes '_'); empty segments are
+ * skipped. The stored message keeps what a consumer needs to act on the
+ * original request: method, path, query, content type, headers (names
+ * lower-cased, repeated fields joined with ", ", hop-by-hop fields
+ * removed) and the raw body, byte for byte.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/subject.h"
+#include "core/utf8.h"
+#include "edge/edge.h"
+#include "ops/log.h"
+#include "ops/metrics.h"
+
+#define WEBHOOK_PREFIX "/webhook/"
+
+static const char *const hop_by_hop[] = {
+    "connection", "keep-alive", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate",
+    "expect", "content-length", NULL,
+};
+
+/* Headers that carry the event type, in order of preference. */
+static const char *const event_headers[] = {
+    "X-GitHub-Event", "X-Gitlab-Event", "X-Gitea-Event", "X-Event-Key",
+    "X-Event-Type", "X-Webhook-Event", NULL,
+};
+
+static bool is_hop_by_hop(const http_req_t *r, const http_header_t *h)
+{
+    char name[64];
+
+    for (int i = 0; hop_by_hop[i]; i++)
+        if (h->name_len == strlen(hop_by_hop[i]) &&
+            strncasecmp(h->name, hop_by_hop[i], h->name_len) == 0)
+            return true;
+    if (h->name_len >= sizeof name)
+        return false;
+    memcpy(name, h->name, h->name_len);
+    name[h->name_len] = '\0';
+    return http_header_has_token(r, "Connection", name);
+}
+
+/* Appends a header value as a JSON string; bytes that are not UTF-8 are
+ * taken as ISO-8859-1 (what obs-text historically meant). */
+static int append_value(buf_t *b, const char *v, size_t len)
+{
+    buf_t tmp;
+    int rc;
+
+    if (utf8_valid(v, len))
+        return json_append_str(b, v, len);
+    buf_init(&tmp, len * 2 + 1);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch < 0x80) {
+            buf_append_byte(&tmp, (char)ch);
+        } else {
+            buf_append_byte(&tmp, (char)(0xC0 | (ch >> 6)));
+            buf_append_byte(&tmp, (char)(0x80 | (ch & 0x3F)));
+        }
+    }
+    rc = json_append_str(b, tmp.data ? tmp.data : "", tmp.len);
+    buf_free(&tmp);
+    return rc;
+}
+
+/* {"name": "value, value", ...} with names lower-cased. */
+static int headers_json(const http_req_t *r, buf_t *b)
+{
+    const http_head_t *h = &r->head;
+    bool first = true;
+    int rc = buf_append_byte(b, '{');
+
+    for (size_t i = 0; i < h->num_headers && !rc; i++) {
+        const http_header_t *hi = &h->headers[i];
+        char lower[256];
+        bool seen = false;
+
+        if (is_hop_by_hop(r, hi) || hi->name_len >= sizeof lower)
+            continue;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = h->headers[j].name_len == hi->name_len &&
+                   strncasecmp(h->headers[j].name, hi->name, hi->name_len) == 0;
+        if (seen)
+            continue;
+        for (size_t k = 0; k < hi->name_len; k++)
+            lower[k] = (char)((hi->name[k] >= 'A' && hi->name[k] <= 'Z') ? hi->name[k] + 32
+                                                                          : hi->name[k]);
+        rc = buf_append_str(b, first ? "" : ",");
+        rc = rc ? rc : json_append_str(b, lower, hi->name_len);
+        rc = rc ? rc : buf_append_byte(b, ':');
+        if (rc)
+            break;
+        first = false;
+        /* join every later field of the same name */
+        {
+            buf_t joined;
+            buf_init(&joined, 1u << 20);
+            for (size_t j = i; j < h->num_headers; j++) {
+                const http_header_t *hj = &h->headers[j];
+                if (hj->name_len != hi->name_len || strncasecmp(hj->name, hi->name, hi->name_len))
+                    continue;
+                if (joined.len)
+                    buf_append(&joined, ", ", 2);
+                buf_append(&joined, hj->value, hj->value_len);
+            }
+            rc = append_value(b, joined.data ? joined.data : "", joined.len);
+            buf_free(&joined);
+        }
+    }
+    return rc ? rc : buf_append_byte(b, '}');
+}
+
+/* Builds the subject from the path after /webhook/. Returns 0, or -1 with
+ * *why set. *source receives the sanitised source token. */
+static int build_subject(const char *p, size_t len, size_t max_depth, buf_t *subject,
+                         char *source, size_t source_cap, const char **why)
+{
+    size_t depth = 0;
+    const char *e = p + len;
+
+    buf_append_str(subject, "webhooks");
+    while (p < e) {
+        const char *slash = memchr(p, '/', (size_t)(e - p));
+        const char *se = slash ? slash : e;
+        char tok[SUBJ_MAX_TOKEN_LEN + 1];
+        buf_t seg;
+        size_t tlen;
+
+        if (se > p) {
+            buf_init(&seg, 1024);
+            if (http_pct_decode(p, (size_t)(se - p), &seg, false)) {
+                buf_free(&seg);
+                *why = "malformed percent-encoding in the path";
+                return -1;
+            }
+            tlen = subj_sanitize_token(seg.data ? seg.data : "", seg.len, tok, sizeof tok);
+            buf_free(&seg);
+            if (tlen) {
+                if (depth == 0) {
+                    size_t n = tlen < source_cap - 1 ? tlen : source_cap - 1;
+                    memcpy(source, tok, n);
+                    source[n] = '\0';
+                } else if (depth > max_depth) {
+                    *why = "too many path segments";
+                    return -1;
+                }
+                depth++;
+                if (buf_append_byte(subject, '.') || buf_append(subject, tok, tlen)) {
+                    *why = "path too long";
+                    return -1;
+                }
+            }
+        }
+        p = slash ? slash + 1 : e;
+    }
+    if (depth == 0) {
+        *why = "the path needs a source: /webhook/{source}/...";
+        return -1;
+    }
+    if (depth > max_depth + 1) {
+        *why = "too many path segments";
+        return -1;
+    }
+    if (!subj_valid_subject(subject->data, subject->len)) {
+        *why = "path too long";
+        return -1;
+    }
+    return 0;
+}
+
+static int meta_json(const http_req_t *r, const char *source, buf_t *b)
+{
+    const http_head_t *h = &r->head;
+    int rc = buf_append_str(b, "{\"webhookPath\":");
+
+    rc = rc ? rc : json_append_str(b, h->path, h->path_len);
+    rc = rc ? rc : buf_append_str(b, ",\"source\":");
+    rc = rc ? rc : json_append_str(b, source, strlen(source));
+    rc = rc ? rc : buf_append_str(b, ",\"method\":");
+    rc = rc ? rc : json_append_str(b, h->method, h->method_len);
+    if (!rc && h->query) {
+        rc = buf_append_str(b, ",\"query\":");
+        rc = rc ? rc : json_append_str(b, h->query, h->query_len);
+    }
+    return rc ? rc : buf_append_byte(b, '}');
+}
+
+static void set_event(const http_req_t *r, msg_t *m)
+{
+    for (int i = 0; event_headers[i]; i++) {
+        size_t len;
+        const char *v = http_header(r, event_headers[i], &len);
+        if (v && edge_event_valid(v, len)) {
+            msg_set(&m->event, v, len);
+            return;
+        }
+    }
+}
+
+static void accepted(void *arg, int err, msg_t *m)
+{
+    http_req_t *r = arg;
+    char id[21], when[CLOCK_ISO_LEN + 1];
+    buf_t b;
+    /* the subject is webhooks.{source}[.{seg}...] */
+    const char *source = m->subject + strlen("webhooks.");
+    const char *dot = strchr(source, '.');
+
+    if (err) {
+        LOG_ERROR("webhook not stored", "\"subject\":\"%s\",\"error\":%d",
+                  log_str(m->subject, (size_t)-1), err);
+        http_error(r, 503, "store_unavailable", "the message could not be stored; retry later");
+        http_req_release(r);
+        return;
+    }
+    METRIC_INC(msgs_in[SRC_WEBHOOK]);
+    msg_id(m, id);
+    clock_iso8601(m->time_ms, when);
+    buf_init(&b, 8192);
+    buf_append_str(&b, "{\"status\":\"accepted\",\"id\":");
+    if (m->seq)
+        json_append_str(&b, id, strlen(id));
+    else
+        buf_append_str(&b, "null");
+    buf_append_str(&b, ",\"webhookPath\":");
+    json_append_str(&b, r->head.path, r->head.path_len);
+    buf_append_str(&b, ",\"source\":");
+    json_append_str(&b, source, dot ? (size_t)(dot - source) : strlen(source));
+    buf_append_str(&b, ",\"subject\":");
+    json_append_str(&b, m->subject, strlen(m->subject));
+    buf_printf(&b, ",\"receivedAt\":\"%s\"}", when);
+    http_respond_json(r, 202, &b);
+    buf_free(&b);
+    http_req_release(r);
+}
+
+void webhook_handle(http_req_t *r)
+{
+    const config_t *cfg = edge_cfg();
+    char source[SUBJ_MAX_TOKEN_LEN + 1] = "";
+    const char *why = NULL, *ct;
+    size_t ctlen, plen;
+    buf_t subject, meta, headers;
+    msg_t *m = msg_new();
+    unsigned char *payload;
+    int rc;
+
+    buf_init(&subject, SUBJ_MAX_LEN);
+    buf_init(&meta, 64 * 1024);
+    buf_init(&headers, 256 * 1024);
+    if (!m)
+        goto nomem;
+    if (build_subject(r->head.path + strlen(WEBHOOK_PREFIX),
+                      r->head.path_len - strlen(WEBHOOK_PREFIX),
+                      (size_t)cfg->webhook_max_depth, &subject, source, sizeof source, &why)) {
+        http_error(r, 400, "invalid_path", "%s", why);
+        goto out;
+    }
+    if (meta_json(r, source, &meta) || headers_json(r, &headers))
+        goto nomem;
+    m->time_ms = clock_now_ms();
+    ct = http_header(r, "Content-Type", &ctlen);
+    if (msg_set(&m->tenant, EDGE_DEFAULT_TENANT, strlen(EDGE_DEFAULT_TENANT)) ||
+        msg_set(&m->subject, subject.data, subject.len) ||
+        msg_set(&m->meta, meta.data, meta.len) ||
+        msg_set(&m->headers, headers.data, headers.len) ||
+        (ct && msg_set(&m->content_type, ct, ctlen)))
+        goto nomem;
+    set_event(r, m);
+    payload = (unsigned char *)buf_steal(&r->body, &plen);
+    msg_set_payload(m, payload, plen);
+    http_req_hold(r);
+    rc = hub_publish(m, r->conn->loop, accepted, r);
+    if (rc) {
+        http_req_release(r);
+        http_error(r, 503, "store_unavailable", "the store is not accepting messages");
+    }
+    goto out;
+nomem:
+    http_error(r, 503, "unavailable", "out of memory");
+out:
+    msg_unref(m);
+    buf_free(&subject);
+    buf_free(&meta);
+    buf_free(&headers);
+}
