@@ -206,6 +206,7 @@ static void init_routes(server_t *s)
     edge_register_routes(c);
     status_init(s->store, SWITCHBOARD_VERSION);
     conn_set_max((uint64_t)c->max_connections);
+    conn_set_output_limits((size_t)c->outbound_queue_hard, (uint64_t)c->slow_consumer_grace_ms);
 }
 
 static const char *config_file(int argc, char **argv)

@@ -303,7 +303,7 @@ static void read_done(void *arg, int err, msg_t **msgs, size_t n, uint64_t scann
 {
     hub_sub_t *s = arg;
     conn_t *c = s->conn;
-    bool dead = false;
+    bool dead = false, paused = false;
 
     s->reading = false;
     if (s->state == SUB_CLOSED || err) {
@@ -313,7 +313,13 @@ static void read_done(void *arg, int err, msg_t **msgs, size_t n, uint64_t scann
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        if (!dead && msgs[i]->seq > s->cursor) {
+        /* A batch may hold more bytes than the connection may queue: past
+         * half its limit the rest waits for the drain and is read again
+         * from the cursor, so a long replay never looks like a slow peer. */
+        if (!dead && !paused && msgs[i]->seq > s->cursor &&
+            conn_queued(c) > c->out_limit / 2)
+            paused = true;
+        if (!dead && !paused && msgs[i]->seq > s->cursor) {
             s->cursor = msgs[i]->seq;
             METRIC_INC(replayed);
             dead = s->ops->deliver(s, msgs[i]) != 0;
@@ -321,7 +327,9 @@ static void read_done(void *arg, int err, msg_t **msgs, size_t n, uint64_t scann
         msg_unref(msgs[i]);
     }
     free(msgs);
-    if (!dead) {
+    if (!dead && paused) {
+        s->waiting_drain = true;      /* hub_sub_drained() reads on */
+    } else if (!dead) {
         if (scanned_to > s->cursor)
             s->cursor = scanned_to;
         if (!at_end || s->overflow) {

@@ -20,8 +20,10 @@
  * registration (commit -> post -> this loop, in order), so it is either in
  * a read or held; the cursor filters the overlap. If the hold cap
  * overflows, the held messages are dropped and reading simply continues.
- * Replay is paced by the subscriber's output queue (hub_sub_ops.backlog),
- * so a long history never overflows a connection.
+ * Replay is paced by the subscriber's output queue (conn_queued): a read
+ * starts, and hands over its messages, only while the queue is under half
+ * the outbound limit; the rest waits for hub_sub_drained(). So a long
+ * history never overflows a connection.
  */
 #ifndef SB_HUB_H
 #define SB_HUB_H

@@ -21,8 +21,16 @@
 static atomic_uint_fast64_t conns_open;
 static atomic_uint_fast64_t next_conn_id = 1;
 static uint64_t conns_max = UINT64_MAX;
+static size_t out_hard;               /* 0: 8 x the connection's soft limit */
+static uint64_t out_grace_ms = 5000;
 
 void conn_set_max(uint64_t max) { conns_max = max; }
+
+void conn_set_output_limits(size_t hard, uint64_t grace_ms)
+{
+    out_hard = hard;
+    out_grace_ms = grace_ms;
+}
 uint64_t conn_count(void) { return atomic_load(&conns_open); }
 
 static void maybe_destroy(conn_t *c);
@@ -201,10 +209,21 @@ static int enqueue(conn_t *c, sbuf_t *b)
 
 int conn_send(conn_t *c, sbuf_t *b)
 {
+    size_t after;
+
     if (c->closing || c->close_after_flush)
         return CONN_ECLOSED;
-    if (c->out_bytes + b->len > c->out_limit)
-        return CONN_EFULL;
+    after = c->out_bytes + b->len;
+    if (after > c->out_limit) {
+        uint64_t now = loop_now(c->loop) + 1;        /* never 0 */
+        size_t hard = out_hard ? out_hard : c->out_limit * 8;
+        if (after > hard)
+            return CONN_EFULL;
+        if (!c->over_since)
+            c->over_since = now;
+        else if (now - c->over_since >= out_grace_ms)
+            return CONN_EFULL;
+    }
     return enqueue(c, b);
 }
 
@@ -272,6 +291,8 @@ static void on_write(uv_write_t *req, int status)
     release_out(c, c->inflight);
     c->inflight = 0;
     METRIC_ADD(bytes_out, (uint64_t)(sent - c->out_bytes));
+    if (c->out_bytes <= c->out_limit)
+        c->over_since = 0;                 /* caught up: the grace restarts */
     if (status < 0) {
         if (status != UV_ECANCELED)
             LOG_DEBUG("write failed", "\"conn\":%lu,\"error\":\"%s\"",

@@ -10,10 +10,15 @@
  * gets reading paused until it consumes).
  *
  * Output is a queue of sbuf references (the same bytes may sit in
- * thousands of queues). conn_send() refuses to queue past out_limit:
- * that is how slow consumers are detected; the caller decides what to do
- * (usually conn_send_force a goodbye and close). Queued output is written
- * with one writev per flush, just before the loop sleeps.
+ * thousands of queues). Slow consumers are detected as Redis does for
+ * pub/sub clients: conn_send() refuses to queue (CONN_EFULL) once the
+ * queue would pass the hard limit, or once it has stayed above the soft
+ * limit (out_limit) for the grace period. A burst larger than the soft
+ * limit that a healthy client drains at once (one big group commit) is
+ * therefore not mistaken for a slow client, and memory stays bounded by
+ * the hard limit. The caller decides what to do on CONN_EFULL (usually
+ * conn_send_force a goodbye and close). Queued output is written with one
+ * writev per flush, just before the loop sleeps.
  *
  * Lifetime: conn_close() stops I/O at once; the memory lives on while
  * asynchronous work holds references (conn_hold/conn_release), and the
@@ -72,7 +77,8 @@ struct conn {
     conn_out_t *outq;             /* ring */
     size_t out_head, out_count, out_cap;
     size_t out_bytes;             /* queued, including in flight */
-    size_t out_limit;
+    size_t out_limit;             /* soft limit (public, read-only) */
+    uint64_t over_since;          /* loop ms when the soft limit was passed */
     size_t inflight;              /* ring entries in the current write */
     uv_write_t wreq;
     list_node_t flush_node;
@@ -92,16 +98,21 @@ conn_t *conn_accept(loop_t *l, uv_stream_t *server, const conn_proto_t *p,
 void conn_loop_init(loop_t *l);
 /* Process-wide connection cap (set once at start-up). */
 void conn_set_max(uint64_t max);
+/* Process-wide output limits beyond each connection's soft limit (set once
+ * at start-up): the hard limit (0 = 8 x the soft limit) and how long the
+ * queue may stay above the soft limit. */
+void conn_set_output_limits(size_t hard, uint64_t grace_ms);
 uint64_t conn_count(void);
 
 /* Switches protocol (e.g. after an upgrade); the new one starts with any
  * bytes still pending, on the next read or conn_resume(). */
 void conn_set_proto(conn_t *c, const conn_proto_t *p, void *ctx, int metric_proto);
 
-/* Queues a reference to b (the conn takes its own). CONN_EFULL when it
- * would pass out_limit (nothing queued), CONN_ECLOSED when closing. */
+/* Queues a reference to b (the conn takes its own). CONN_EFULL when the
+ * consumer is too slow (see above; nothing queued), CONN_ECLOSED when
+ * closing. */
 int conn_send(conn_t *c, sbuf_t *b);
-/* Same, ignoring out_limit (small control data: responses, close frames). */
+/* Same, ignoring the limits (small control data: responses, close frames). */
 int conn_send_force(conn_t *c, sbuf_t *b);
 int conn_send_copy(conn_t *c, const void *p, size_t len);
 size_t conn_queued(const conn_t *c);

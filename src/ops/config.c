@@ -68,7 +68,12 @@ static const opt_t opts[] = {
     I("limits.idle_timeout_ms", "SWITCHBOARD_IDLE_TIMEOUT_MS", idle_timeout_ms, 100, 3600 * SEC,
       60 * SEC, "keep-alive connection idle time before it is closed"),
     I("delivery.outbound_queue", "SWITCHBOARD_OUTBOUND_QUEUE", outbound_queue, 4 * KiB,
-      1024 * MiB, 1 * MiB, "bytes queued per connection before a slow consumer is dropped"),
+      1024 * MiB, 1 * MiB, "bytes queued per connection (soft limit; see the grace period)"),
+    I("delivery.outbound_queue_hard", "SWITCHBOARD_OUTBOUND_QUEUE_HARD", outbound_queue_hard, 0,
+      4096 * MiB, 0, "bytes queued per connection that drop a slow consumer at once (0 = 8 x soft)"),
+    I("delivery.slow_consumer_grace_ms", "SWITCHBOARD_SLOW_CONSUMER_GRACE_MS",
+      slow_consumer_grace_ms, 0, 3600 * SEC, 5 * SEC,
+      "how long a queue may stay above the soft limit before the consumer is dropped"),
     I("delivery.max_ws_message", "SWITCHBOARD_MAX_WS_MESSAGE", max_ws_message, 125, 64 * MiB,
       1 * MiB, "bytes per incoming WebSocket message (close 1009 above)"),
     I("delivery.heartbeat_ms", "SWITCHBOARD_HEARTBEAT_MS", heartbeat_ms, 1000, 3600 * SEC,
@@ -385,6 +390,10 @@ static int check(config_t *c, char *err, size_t errlen)
 {
     if (log_level_parse(c->log_level) < 0) {
         errf(err, errlen, "log_level must be debug, info, warn or error");
+        return -1;
+    }
+    if (c->outbound_queue_hard && c->outbound_queue_hard < c->outbound_queue) {
+        errf(err, errlen, "delivery.outbound_queue_hard must be 0 or >= delivery.outbound_queue");
         return -1;
     }
     if (strcmp(c->fsync, "full") && strcmp(c->fsync, "normal")) {

@@ -37,7 +37,9 @@ typedef struct config {
     int64_t body_timeout_ms;
     int64_t idle_timeout_ms;
     /* delivery */
-    int64_t outbound_queue;        /* bytes per connection */
+    int64_t outbound_queue;        /* soft limit, bytes per connection */
+    int64_t outbound_queue_hard;   /* 0 = 8 x outbound_queue */
+    int64_t slow_consumer_grace_ms;
     int64_t max_ws_message;
     int64_t heartbeat_ms;          /* SSE comments, WebSocket pings */
     int64_t max_subscriptions;     /* per connection */
