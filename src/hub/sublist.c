@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "core/siphash.h"
 #include "core/subject.h"
 
 #define SL_MIN_SLOTS 4u
@@ -78,52 +79,9 @@ typedef struct sl_tok {
 
 /* --- SipHash-1-3 ---------------------------------------------------------- */
 
-#define SL_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-static void sl_sipround(uint64_t v[4])
-{
-    v[0] += v[1]; v[1] = SL_ROTL(v[1], 13); v[1] ^= v[0];
-    v[0] = SL_ROTL(v[0], 32);
-    v[2] += v[3]; v[3] = SL_ROTL(v[3], 16); v[3] ^= v[2];
-    v[0] += v[3]; v[3] = SL_ROTL(v[3], 21); v[3] ^= v[0];
-    v[2] += v[1]; v[1] = SL_ROTL(v[1], 17); v[1] ^= v[2];
-    v[2] = SL_ROTL(v[2], 32);
-}
-
-static uint64_t sl_load64(const unsigned char *p, size_t n)
-{
-    uint64_t m = 0;
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        m |= (uint64_t)p[i] << (8 * i);
-    return m;
-}
-
-static void sl_sipblock(uint64_t v[4], uint64_t m)
-{
-    v[3] ^= m;
-    sl_sipround(v);
-    v[0] ^= m;
-}
-
 static uint64_t sl_hash(const sublist_t *sl, const char *p, size_t len)
 {
-    const unsigned char *s = (const unsigned char *)p;
-    uint64_t v[4] = {
-        sl->k0 ^ 0x736f6d6570736575ULL, sl->k1 ^ 0x646f72616e646f6dULL,
-        sl->k0 ^ 0x6c7967656e657261ULL, sl->k1 ^ 0x7465646279746573ULL,
-    };
-    size_t off = 0;
-
-    for (; len - off >= 8; off += 8)
-        sl_sipblock(v, sl_load64(s + off, 8));
-    sl_sipblock(v, sl_load64(s + off, len - off) | ((uint64_t)len << 56));
-    v[2] ^= 0xff;
-    sl_sipround(v);
-    sl_sipround(v);
-    sl_sipround(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
+    return siphash13(sl->k0, sl->k1, p, len);
 }
 
 static void sl_seed(sublist_t *sl)
