@@ -9,8 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
+#include "core/base64.h"
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/utf8.h"
@@ -78,23 +77,6 @@ void msg_id(const msg_t *m, char *out)
         out[0] = '\0';
 }
 
-static int append_base64(buf_t *b, const unsigned char *p, size_t len)
-{
-    size_t chunk = 3 * 4096;
-    int rc;
-
-    if ((rc = buf_reserve(b, (len + 2) / 3 * 4 + 2)))
-        return rc;
-    buf_append_byte(b, '"');
-    for (size_t off = 0; off < len; off += chunk) {
-        size_t n = len - off < chunk ? len - off : chunk;
-        int w = EVP_EncodeBlock((unsigned char *)b->data + b->len, p + off,
-                                (int)n);
-        b->len += (size_t)w;
-    }
-    return buf_append_byte(b, '"');
-}
-
 static int append_payload(const msg_t *m, buf_t *b)
 {
     static const char *const names[] = {"json", "text", "base64"};
@@ -111,7 +93,9 @@ static int append_payload(const msg_t *m, buf_t *b)
     case MSG_PAYLOAD_TEXT:
         return json_append_str(b, p ? p : "", m->payload_len);
     default:
-        return append_base64(b, m->payload, m->payload_len);
+        rc = buf_append_byte(b, '"');
+        rc = rc ? rc : base64_append(b, m->payload, m->payload_len, B64_STD);
+        return rc ? rc : buf_append_byte(b, '"');
     }
 }
 

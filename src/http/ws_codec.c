@@ -22,6 +22,7 @@
 
 #include <openssl/evp.h>
 
+#include "core/base64.h"
 #include "core/utf8.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -37,32 +38,15 @@ static const unsigned char ws__empty[1];
 
 /* --- handshake ------------------------------------------------------------ */
 
-static int ws__b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 /* A 16-byte key is 22 alphabet characters and "==". The 4 unused bits of
  * the last character are not checked (as in Go's and Python's decoders):
  * such a key still decodes to exactly 16 bytes. */
 static bool ws__key_valid(const char *key, size_t len)
 {
-    if (len != WS_KEY_LEN || key[22] != '=' || key[23] != '=')
-        return false;
-    for (size_t i = 0; i < 22; i++)
-        if (ws__b64_value((unsigned char)key[i]) < 0)
-            return false;
-    return true;
+    unsigned char raw[16];
+
+    return len == WS_KEY_LEN &&
+           base64_decode(key, len, raw, sizeof raw, B64_STD | B64_LAX_BITS) == 16;
 }
 
 int ws_accept_key(const char *key, size_t len, char out[WS_ACCEPT_LEN + 1])
@@ -77,7 +61,7 @@ int ws_accept_key(const char *key, size_t len, char out[WS_ACCEPT_LEN + 1])
     memcpy(in + WS_KEY_LEN, WS_GUID, WS_GUID_LEN);
     if (!EVP_Digest(in, sizeof in, md, &md_len, EVP_sha1(), NULL) || md_len != 20)
         return -1;
-    EVP_EncodeBlock((unsigned char *)out, md, 20);   /* 28 chars + NUL */
+    base64_encode(md, 20, out, B64_STD);   /* 28 chars + NUL */
     return 0;
 }
 

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "core/base64.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/json.h"
@@ -209,6 +210,45 @@ static void test_encoding_cache(void **state)
     msg_unref(m);             /* frees the cached sbuf: ASan checks */
 }
 
+static void test_base64_vectors(void **state)
+{
+    /* RFC 4648 section 10 */
+    static const char *const in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const std[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    static const char *const url[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
+    char out[16];
+    unsigned char back[16];
+
+    for (int i = 0; i < 7; i++) {
+        size_t n = strlen(in[i]);
+        assert_int_equal(base64_encode(in[i], n, out, B64_STD), strlen(std[i]));
+        assert_string_equal(out, std[i]);
+        assert_int_equal(base64_encoded_len(n, B64_STD), strlen(std[i]));
+        base64_encode(in[i], n, out, B64_URL);
+        assert_string_equal(out, url[i]);
+        assert_int_equal(base64_decode(std[i], strlen(std[i]), back, sizeof back, B64_STD), n);
+        assert_memory_equal(back, in[i], n);
+        assert_int_equal(base64_decode(url[i], strlen(url[i]), back, sizeof back, B64_URL), n);
+    }
+}
+
+static void test_base64_strict(void **state)
+{
+    unsigned char out[16];
+
+    assert_int_equal(base64_decode("Zg", 2, out, 16, B64_STD), -1);      /* padding missing */
+    assert_int_equal(base64_decode("Zg==", 4, out, 16, B64_URL), -1);    /* padding in URL */
+    assert_int_equal(base64_decode("Zh==", 4, out, 16, B64_STD), -1);    /* stray bits */
+    assert_int_equal(base64_decode("Zh==", 4, out, 16, B64_STD | B64_LAX_BITS), 1);
+    assert_int_equal(base64_decode("+/+/", 4, out, 16, B64_URL), -1);    /* wrong alphabet */
+    assert_int_equal(base64_decode("-_-_", 4, out, 16, B64_STD), -1);
+    assert_int_equal(base64_decode("-_-_", 4, out, 16, B64_URL), 3);
+    assert_int_equal(base64_decode("Z===", 4, out, 16, B64_STD), -1);
+    assert_int_equal(base64_decode("Zm9v Zg==", 9, out, 16, B64_STD), -1);
+    assert_int_equal(base64_decode("Zm9vYmFy", 8, out, 5, B64_STD), -1); /* over cap */
+    assert_int_equal(base64_decode("Zm9vYmFy", 8, out, 6, B64_STD), 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +263,8 @@ int main(void)
         cmocka_unit_test(test_payload_kinds),
         cmocka_unit_test(test_envelope),
         cmocka_unit_test(test_encoding_cache),
+        cmocka_unit_test(test_base64_vectors),
+        cmocka_unit_test(test_base64_strict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
