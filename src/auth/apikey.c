@@ -18,10 +18,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "core/base64.h"
+
 static const char apikey__base62[] =
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-static const char apikey__b64url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 #define APIKEY__B62_LIMIT 248      /* 4 * 62: bytes below map evenly */
 
@@ -29,25 +29,6 @@ static bool apikey__is_base62(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
            (c >= 'a' && c <= 'z');
-}
-
-/* 1 when lo <= c <= hi, else 0, without a branch. */
-static unsigned apikey__in(unsigned c, unsigned lo, unsigned hi)
-{
-    return (unsigned)(c - lo <= hi - lo);
-}
-
-/* The 6-bit value of base64url character c, or a value with bit 8 set
- * when c is not one; computed the same way for every c. */
-static unsigned apikey__b64url_value(unsigned char c)
-{
-    unsigned up = apikey__in(c, 'A', 'Z'), lo = apikey__in(c, 'a', 'z');
-    unsigned dg = apikey__in(c, '0', '9');
-    unsigned dash = apikey__in(c, '-', '-'), us = apikey__in(c, '_', '_');
-    unsigned ok = up | lo | dg | dash | us;
-
-    return up * (c - 'A') + lo * (c - 'a' + 26) + dg * (c - '0' + 52) +
-           dash * 62 + us * 63 + ((ok ^ 1) << 8);
 }
 
 /* Fills id[0..APIKEY_ID_LEN) with uniform base62 characters. */
@@ -64,27 +45,6 @@ static int apikey__random_id(char *id)
                 id[n++] = apikey__base62[r[i] % 62];
     }
     return 0;
-}
-
-/* base64url without padding of in[0..APIKEY_SECRET_BYTES) into out. */
-static void apikey__encode_secret(const unsigned char *in, char *out)
-{
-    size_t i, o = 0;
-    uint32_t v;
-
-    for (i = 0; i + 3 <= APIKEY_SECRET_BYTES; i += 3) {
-        v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = apikey__b64url[v >> 18 & 63];
-        out[o++] = apikey__b64url[v >> 12 & 63];
-        out[o++] = apikey__b64url[v >> 6 & 63];
-        out[o++] = apikey__b64url[v & 63];
-    }
-    /* 32 = 3 * 10 + 2: two bytes left, three characters */
-    v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-    out[o++] = apikey__b64url[v >> 18 & 63];
-    out[o++] = apikey__b64url[v >> 12 & 63];
-    out[o++] = apikey__b64url[v >> 6 & 63];
-    assert(o == APIKEY_SECRET_LEN);
 }
 
 int apikey_generate(char id_out[APIKEY_ID_LEN + 1],
@@ -105,7 +65,7 @@ int apikey_generate(char id_out[APIKEY_ID_LEN + 1],
     memcpy(p, id_out, APIKEY_ID_LEN);
     p += APIKEY_ID_LEN;
     *p++ = '_';
-    apikey__encode_secret(secret, p);
+    base64_encode(secret, APIKEY_SECRET_BYTES, p, B64_URL);
     key_out[APIKEY_LEN] = '\0';
     rc = apikey_hash(key_out, APIKEY_LEN, hash_out);
 out:
@@ -120,9 +80,8 @@ out:
 
 int apikey_parse(const char *key, size_t len, char id_out[APIKEY_ID_LEN + 1])
 {
-    const char *id;
-    const unsigned char *secret;
-    unsigned bad = 0;
+    const char *id, *secret;
+    unsigned char raw[APIKEY_SECRET_BYTES];
     size_t i;
 
     if (len != APIKEY_LEN || memcmp(key, APIKEY_PREFIX, APIKEY_PREFIX_LEN))
@@ -133,13 +92,14 @@ int apikey_parse(const char *key, size_t len, char id_out[APIKEY_ID_LEN + 1])
             return -1;
     if (id[APIKEY_ID_LEN] != '_')
         return -1;
-    secret = (const unsigned char *)id + APIKEY_ID_LEN + 1;
-    for (i = 0; i < APIKEY_SECRET_LEN; i++)
-        bad |= apikey__b64url_value(secret[i]) >> 8;
-    /* the last character holds 4 bits: its 2 low bits must be zero */
-    bad |= apikey__b64url_value(secret[APIKEY_SECRET_LEN - 1]) & 3;
-    if (bad)
+    secret = id + APIKEY_ID_LEN + 1;
+    /* strict: one spelling only, so a key has exactly one hash */
+    if (base64_decode(secret, APIKEY_SECRET_LEN, raw, sizeof raw, B64_URL) !=
+        APIKEY_SECRET_BYTES) {
+        OPENSSL_cleanse(raw, sizeof raw);
         return -1;
+    }
+    OPENSSL_cleanse(raw, sizeof raw);
     if (id_out) {
         memcpy(id_out, id, APIKEY_ID_LEN);
         id_out[APIKEY_ID_LEN] = '\0';
