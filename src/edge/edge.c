@@ -6,8 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <inttypes.h>
+
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/utf8.h"
+#include "ops/log.h"
+#include "ops/metrics.h"
 #include "ops/status.h"
 
 static const config_t *g_cfg;
@@ -59,4 +64,37 @@ bool edge_event_valid(const char *s, size_t len)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return false;
     return true;
+}
+
+int edge_deliver(conn_t *c, sbuf_t *frame, int proto)
+{
+    static const char *const names[PROTO_MAX] = {"http", "sse", "websocket"};
+    int rc;
+
+    if (conn_is_closing(c))
+        return -1;
+    rc = conn_send(c, frame);
+    if (rc == CONN_EFULL) {
+        METRIC_INC(slow_consumers[proto]);
+        LOG_WARN("slow consumer disconnected", "\"conn\":%" PRIu64 ",\"protocol\":\"%s\","
+                 "\"queued\":%zu", c->id, names[proto], conn_queued(c));
+        return EDGE_SLOW;
+    }
+    if (rc)
+        return -1;
+    METRIC_INC(msgs_out[proto]);
+    return 0;
+}
+
+void edge_reply_accepted(http_req_t *r, buf_t *b, const msg_t *m)
+{
+    char when[CLOCK_ISO_LEN + 1];
+
+    clock_iso8601(m->time_ms, when);
+    buf_append_str(b, "\"subject\":");
+    json_append_str(b, m->subject, strlen(m->subject));
+    buf_printf(b, ",\"receivedAt\":\"%s\"}", when);
+    http_respond_json(r, 202, b);
+    buf_free(b);
+    http_req_release(r);
 }

@@ -37,6 +37,18 @@ bool edge_event_valid(const char *s, size_t len);
 msg_t *edge_publish_parse(const char *json, size_t len, const char *tenant,
                           const char **code, const char **why);
 
+#define EDGE_SLOW (-2)
+
+/* Queues a frame shared with other subscribers on connection c speaking
+ * protocol proto (enum metrics_proto). 0 when queued (counted as a
+ * delivery); EDGE_SLOW when the consumer is too slow (counted and logged:
+ * the caller says goodbye its own way); -1 when c is going away. */
+int edge_deliver(conn_t *c, sbuf_t *frame, int proto);
+
+/* Ends a 202 reply whose JSON object b was started by the caller: appends
+ * "subject" and "receivedAt" of m, answers, frees b and releases r. */
+void edge_reply_accepted(http_req_t *r, buf_t *b, const msg_t *m);
+
 /* One-time set-up of the adapters' shared frames (before serving). */
 int sse_init(void);
 

@@ -99,7 +99,7 @@ out:
 static void published(void *arg, int err, msg_t *m)
 {
     http_req_t *r = arg;
-    char id[21], when[CLOCK_ISO_LEN + 1];
+    char id[21];
     buf_t b;
 
     if (err) {
@@ -109,18 +109,12 @@ static void published(void *arg, int err, msg_t *m)
     }
     METRIC_INC(msgs_in[SRC_PUBLISH]);
     msg_id(m, id);
-    clock_iso8601(m->time_ms, when);
     buf_init(&b, 4096);
     if (m->seq)
         buf_printf(&b, "{\"status\":\"accepted\",\"id\":\"%s\",\"seq\":%s,\"stored\":true,", id, id);
     else
         buf_append_str(&b, "{\"status\":\"accepted\",\"id\":null,\"seq\":null,\"stored\":false,");
-    buf_append_str(&b, "\"subject\":");
-    json_append_str(&b, m->subject, strlen(m->subject));
-    buf_printf(&b, ",\"receivedAt\":\"%s\"}", when);
-    http_respond_json(r, 202, &b);
-    buf_free(&b);
-    http_req_release(r);
+    edge_reply_accepted(r, &b, m);
 }
 
 void publish_handle(http_req_t *r)

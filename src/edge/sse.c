@@ -47,14 +47,6 @@ static sbuf_t *sse_encode(const msg_t *m)
     return s;
 }
 
-static void slow_consumer(sse_t *e)
-{
-    METRIC_INC(slow_consumers[PROTO_SSE]);
-    LOG_WARN("slow consumer disconnected", "\"conn\":%" PRIu64 ",\"protocol\":\"sse\","
-             "\"queued\":%zu", e->conn->id, conn_queued(e->conn));
-    conn_close(e->conn);
-}
-
 static int deliver(hub_sub_t *s, msg_t *m)
 {
     sse_t *e = container_of(s, sse_t, sub);
@@ -68,15 +60,10 @@ static int deliver(hub_sub_t *s, msg_t *m)
         conn_close(e->conn);
         return -1;
     }
-    rc = conn_send(e->conn, f);
-    if (rc == CONN_EFULL) {
-        slow_consumer(e);
-        return -1;
-    }
-    if (rc)
-        return -1;
-    METRIC_INC(msgs_out[PROTO_SSE]);
-    return 0;
+    rc = edge_deliver(e->conn, f, PROTO_SSE);
+    if (rc == EDGE_SLOW)
+        conn_close(e->conn);     /* no room left to say anything else */
+    return rc ? -1 : 0;
 }
 
 static void caught_up(hub_sub_t *s, int err)
@@ -108,8 +95,8 @@ static void on_timeout(conn_t *c)
 {
     sse_t *e = c->ctx;
 
-    if (conn_send(c, heartbeat_frame) == CONN_EFULL) {
-        slow_consumer(e);
+    if (edge_deliver(c, heartbeat_frame, PROTO_SSE) == EDGE_SLOW) {
+        conn_close(c);
         return;
     }
     conn_set_timeout(c, e->heartbeat_ms);

@@ -213,7 +213,7 @@ static void set_event(const http_req_t *r, msg_t *m)
 static void accepted(void *arg, int err, msg_t *m)
 {
     http_req_t *r = arg;
-    char id[21], when[CLOCK_ISO_LEN + 1];
+    char id[21];
     buf_t b;
     /* the subject is webhooks.{source}[.{seg}...] */
     const char *source = m->subject + strlen("webhooks.");
@@ -228,7 +228,6 @@ static void accepted(void *arg, int err, msg_t *m)
     }
     METRIC_INC(msgs_in[SRC_WEBHOOK]);
     msg_id(m, id);
-    clock_iso8601(m->time_ms, when);
     buf_init(&b, 8192);
     buf_append_str(&b, "{\"status\":\"accepted\",\"id\":");
     if (m->seq)
@@ -239,12 +238,8 @@ static void accepted(void *arg, int err, msg_t *m)
     json_append_str(&b, r->head.path, r->head.path_len);
     buf_append_str(&b, ",\"source\":");
     json_append_str(&b, source, dot ? (size_t)(dot - source) : strlen(source));
-    buf_append_str(&b, ",\"subject\":");
-    json_append_str(&b, m->subject, strlen(m->subject));
-    buf_printf(&b, ",\"receivedAt\":\"%s\"}", when);
-    http_respond_json(r, 202, &b);
-    buf_free(&b);
-    http_req_release(r);
+    buf_append_byte(&b, ',');
+    edge_reply_accepted(r, &b, m);
 }
 
 void webhook_handle(http_req_t *r)

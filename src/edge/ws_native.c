@@ -125,18 +125,10 @@ static int deliver(hub_sub_t *s, msg_t *m)
         ws_close(w->ws, WS_CLOSE_INTERNAL, "out of memory");
         return -1;
     }
-    rc = ws_send_frame(w->ws, f);
-    if (rc == CONN_EFULL) {
-        METRIC_INC(slow_consumers[PROTO_WS]);
-        LOG_WARN("slow consumer disconnected", "\"conn\":%" PRIu64 ",\"protocol\":\"websocket\","
-                 "\"queued\":%zu", w->ws->conn->id, conn_queued(w->ws->conn));
+    rc = edge_deliver(w->ws->conn, f, PROTO_WS);
+    if (rc == EDGE_SLOW)
         ws_close(w->ws, WSN_CLOSE_SLOW, "slow consumer");
-        return -1;
-    }
-    if (rc)
-        return -1;
-    METRIC_INC(msgs_out[PROTO_WS]);
-    return 0;
+    return rc ? -1 : 0;
 }
 
 static void caught_up(hub_sub_t *s, int err)
