@@ -269,15 +269,24 @@ static void drop_held(hub_sub_t *s)
 
 static void start_read(hub_sub_t *s);
 
+/* The store is exhausted: hand over what was held, then go live. Held
+ * messages are paced like a replay; if the queue fills, the rest is
+ * dropped and read from the store (where every held message is) once the
+ * queue drains. */
 static void go_live(hub_sub_t *s)
 {
     for (size_t i = 0; i < s->nheld; i++) {
         msg_t *m = s->held[i];
-        if (m->seq > s->cursor) {
-            s->cursor = m->seq;
-            if (s->ops->deliver(s, m))
-                break;
+        if (m->seq <= s->cursor)
+            continue;
+        if (conn_queued(s->conn) > s->conn->out_limit / 2) {
+            drop_held(s);
+            s->waiting_drain = true;     /* hub_sub_drained() reads on */
+            return;
         }
+        s->cursor = m->seq;
+        if (s->ops->deliver(s, m))
+            break;
     }
     drop_held(s);
     s->state = SUB_LIVE;
