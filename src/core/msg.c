@@ -37,6 +37,7 @@ void msg_unref(msg_t *m)
     free(m->meta);
     free(m->headers);
     free(m->content_type);
+    free(m->dedup);
     free(m->payload);
     free(m);
 }

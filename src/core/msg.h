@@ -3,12 +3,12 @@
  *
  * A message is created by an ingress edge, filled in on that loop, then
  * handed to the hub (which may store it) and from then on it is immutable
- * except for `seq`, set once by the store's writer before anyone else sees
- * the message. It is shared by reference across loop threads; the refcount
- * is atomic. Encodings (the JSON envelope, an SSE frame, a WebSocket frame,
- * ...) are computed at most once per message per slot and cached on the
- * message as refcounted sbufs, so fan-out to N subscribers costs one
- * encoding and N references.
+ * except for `seq` and `duplicate`, set once by the store's writer before
+ * anyone else sees the message. It is shared by reference across loop
+ * threads; the refcount is atomic. Encodings (the JSON envelope, an SSE
+ * frame, a WebSocket frame, ...) are computed at most once per message per
+ * slot and cached on the message as refcounted sbufs, so fan-out to N
+ * subscribers costs one encoding and N references.
  */
 #ifndef SB_MSG_H
 #define SB_MSG_H
@@ -49,7 +49,13 @@ typedef struct msg {
                                 method, query), or NULL */
     char *headers;           /* JSON object text, or NULL */
     char *content_type;      /* or NULL */
+    char *dedup;             /* delivery id (X-GitHub-Delivery, webhook-id,
+                                ...): a stream stores one message per
+                                (tenant, dedup); NULL = no dedupe */
     uint8_t payload_kind;    /* enum msg_payload_kind */
+    uint8_t duplicate;       /* set by the store: the append matched a stored
+                                message with the same dedup key, whose
+                                sequence `seq` now holds; nothing was stored */
     unsigned char *payload;
     size_t payload_len;
     _Atomic(sbuf_t *) enc[MSG_ENC_MAX];

@@ -8,6 +8,9 @@
  * store_close has closed the backend, so a backend may keep borrowing it and
  * may call store_stream_for from any of its threads. Stream lookup reads only
  * that immutable copy, so it takes no lock.
+ *
+ * The limits of the interface (dedup keys, metadata names and values) are
+ * checked here, once for every backend; a backend may rely on them.
  */
 #include "store/store.h"
 
@@ -195,6 +198,9 @@ int store_append(store_t *s, msg_t *m, void *target, store_append_cb cb,
                  void *arg)
 {
     assert(m && cb);
+    if (m->dedup && (!m->dedup[0] || strnlen(m->dedup, STORE_DEDUP_MAX + 1) >
+                                         STORE_DEDUP_MAX))
+        return STORE_EINVAL;
     return s->be->append(s->impl, m, target, cb, arg);
 }
 
@@ -235,4 +241,101 @@ void store_msgs_free(msg_t **msgs, size_t n)
     for (size_t i = 0; msgs && i < n; i++)
         msg_unref(msgs[i]);
     free(msgs);
+}
+
+/* --- metadata ------------------------------------------------------------ */
+
+/* A namespace, key or prefix: at most STORE_META_NAME_MAX bytes of
+ * printable ASCII, and at least min_len. */
+static bool store_meta_name_ok(const char *p, size_t min_len)
+{
+    size_t n = 0;
+
+    if (!p)
+        return false;
+    for (; p[n]; n++)
+        if (n == STORE_META_NAME_MAX || p[n] < 0x20 || p[n] > 0x7e)
+            return false;
+    return n >= min_len;
+}
+
+static bool store_meta_key_ok(const char *ns, const char *key)
+{
+    return store_meta_name_ok(ns, 1) && store_meta_name_ok(key, 1);
+}
+
+int store_meta_put(store_t *s, const char *ns, const char *key,
+                   const void *value, size_t len, uint64_t expect_rev,
+                   void *target, store_meta_put_cb cb, void *arg)
+{
+    assert(cb);
+    if (!store_meta_key_ok(ns, key) || len > STORE_META_VALUE_MAX ||
+        (len && !value))
+        return STORE_EINVAL;
+    return s->be->meta_put(s->impl, ns, key, value, len, expect_rev, target,
+                           cb, arg);
+}
+
+int store_meta_delete(store_t *s, const char *ns, const char *key,
+                      void *target, store_done_cb cb, void *arg)
+{
+    assert(cb);
+    if (!store_meta_key_ok(ns, key))
+        return STORE_EINVAL;
+    return s->be->meta_delete(s->impl, ns, key, target, cb, arg);
+}
+
+int store_meta_get(store_t *s, const char *ns, const char *key,
+                   void *target, store_meta_get_cb cb, void *arg)
+{
+    assert(cb);
+    if (!store_meta_key_ok(ns, key))
+        return STORE_EINVAL;
+    return s->be->meta_get(s->impl, ns, key, target, cb, arg);
+}
+
+int store_meta_list(store_t *s, const char *ns, const char *prefix,
+                    void *target, store_meta_list_cb cb, void *arg)
+{
+    assert(cb);
+    if (!store_meta_name_ok(ns, 1) || !store_meta_name_ok(prefix, 0))
+        return STORE_EINVAL;
+    return s->be->meta_list(s->impl, ns, prefix, target, cb, arg);
+}
+
+int store_meta_entry_fill(store_meta_entry_t *e, const char *key, size_t klen,
+                          const void *value, size_t len, uint64_t rev,
+                          int64_t updated_ms)
+{
+    char *p = malloc(klen + 1 + len + 1);
+
+    if (!p)
+        return -1;
+    memcpy(p, key, klen);
+    p[klen] = '\0';
+    if (len)
+        memcpy(p + klen + 1, value, len);
+    p[klen + 1 + len] = '\0';
+    *e = (store_meta_entry_t){
+        .key = p, .value = (unsigned char *)p + klen + 1, .len = len,
+        .rev = rev, .updated_ms = updated_ms,
+    };
+    return 0;
+}
+
+/* An entry's key and value are one allocation, starting at key. */
+void store_meta_entries_free(store_meta_entry_t *entries, size_t n)
+{
+    for (size_t i = 0; entries && i < n; i++)
+        free(entries[i].key);
+    free(entries);
+}
+
+int store_meta_load_sync(store_t *s, const char *ns, store_meta_each_fn each,
+                         void *ctx)
+{
+    assert(each);
+    if (!store_meta_name_ok(ns, 1))
+        return STORE_EINVAL;
+    return s->be->meta_load_sync(s->impl, ns, each, ctx);
 }

@@ -11,7 +11,8 @@
  * upgrades version v to v + 1, all steps in one transaction at open; a file
  * from a newer version is refused.
  *   messages(seq INTEGER PRIMARY KEY, tenant, subject, stream, time_ms,
- *            event, meta, headers, content_type, payload_kind, payload, size)
+ *            event, meta, headers, content_type, payload_kind, payload, size,
+ *            dedup)
  *     size = payload + headers + meta bytes; max_bytes counts it.
  *   Each index serves one query:
  *     (tenant, subject, seq)  reads whose patterns are all literal subjects
@@ -22,9 +23,16 @@
  *     (stream, time_ms)       retention by age, without visiting the rows of
  *                             streams that keep data longer
  *     (time_ms)               store_seq_before_time
- *   meta(key, value): 'last_seq', written in the same transaction as every
- *   batch, so sequences keep increasing across restarts even after retention
- *   deleted every row. Open recovers last_seq = max(meta, MAX(seq)) and the
+ *     (tenant, stream, dedup) UNIQUE, partial (dedup IS NOT NULL): finds the
+ *                             message an append with a dedup key repeats;
+ *                             rows without a key cost it nothing
+ *   meta_kv(ns, key, value, rev, updated_ms), PRIMARY KEY (ns, key): the
+ *     metadata namespaces; a list is a range of the key, [prefix,
+ *     prefix "\x7f"), exact because keys are printable ASCII.
+ *   meta(key, value): 'last_seq' and 'last_rev', each written in the same
+ *   transaction as every batch that used one, so sequences and revisions
+ *   keep increasing across restarts even after every row using them was
+ *   deleted. Open recovers each as max(meta, the highest in use), and the
  *   row and byte counts per stream (one GROUP BY), which the writer then
  *   maintains.
  *
@@ -32,16 +40,21 @@
  * enqueue and signal; the queue is unbounded (back-pressure belongs to the
  * ingress edges, which can refuse work; a cap here would only move the
  * problem). The writer takes either one control op (ping, expire) or up to
- * max_batch consecutive appends, and commits those appends in ONE
- * transaction (BEGIN IMMEDIATE, a reused INSERT per message, last_seq,
- * COMMIT): whatever queues while a commit runs goes into the next one, so
- * the cost of a sync is shared. Sequences are assigned in queue order just
- * before each insert. After COMMIT returns, on_commit sees the batch, then
- * each completion is posted. A failed batch is rolled back, its sequences are
- * handed out again, each append in it completes with STORE_EIO, and the
- * store reports unhealthy until a later write transaction commits. The
- * `commits` statistic counts committed append batches, so appended/commits
- * is the mean batch size.
+ * max_batch consecutive writes (appends, metadata puts and deletes), and
+ * commits them in ONE transaction (BEGIN IMMEDIATE, reused statements per
+ * write, last_seq / last_rev, COMMIT): whatever queues while a commit runs
+ * goes into the next one, so the cost of a sync is shared. Sequences and
+ * revisions are assigned in queue order just before each write. An append
+ * with a dedup key first looks the key up inside the transaction, so it
+ * also finds a repeat earlier in the same batch; a repeat is answered with
+ * the stored sequence and writes nothing. A metadata compare-and-set reads
+ * the current revision inside the transaction too; a conflict fails only
+ * that put. After COMMIT returns, on_commit sees the messages stored, then
+ * each completion is posted. A failed batch is rolled back, its sequences
+ * and revisions are handed out again, each write in it completes with
+ * STORE_EIO, and the store reports unhealthy until a later write
+ * transaction commits. The `commits` statistic counts committed batches
+ * that stored a message, so appended/commits is the mean batch size.
  *
  * Durability. synchronous=FULL syncs the WAL at every COMMIT; NORMAL leaves
  * the WAL to the OS and syncs it only at checkpoints. Completions are posted
@@ -63,16 +76,18 @@
  * stream of that name is configured again.
  *
  * Readers. `readers` threads, each with its own read-only connection, serve
- * reads and store_seq_before_time from one shared queue. A read walks one
- * or more cursors in sequence order inside one read transaction (one
- * snapshot). With a wildcard among the patterns there is one cursor, over
- * the tenant's rows, and patterns are matched in C; when every pattern is a
- * literal subject there is one cursor per subject over (tenant, subject,
- * seq), merged by sequence, so only matching rows are read (a single
- * `subject IN (...)` query would make SQLite either scan the tenant or sort
- * every match on each page). Each cursor asks for one row more than the
- * read may examine: whether such a row exists is what makes `at_end`
- * exact.
+ * reads, store_seq_before_time and metadata gets and lists from one shared
+ * queue. A read walks one or more cursors in sequence order inside one read
+ * transaction (one snapshot). With a wildcard among the patterns there is
+ * one cursor, over the tenant's rows, and patterns are matched in C; when
+ * every pattern is a literal subject there is one cursor per subject over
+ * (tenant, subject, seq), merged by sequence, so only matching rows are read
+ * (a single `subject IN (...)` query would make SQLite either scan the
+ * tenant or sort every match on each page). Each cursor asks for one row
+ * more than the read may examine: whether such a row exists is what makes
+ * `at_end` exact. store_meta_load_sync is a list whose answer is handed
+ * back through a condition variable instead of cfg->post, since the loops
+ * it would post to are not running yet.
  *
  * Close. New calls fail with STORE_ECLOSED; the writer commits and answers
  * everything already queued; reads still queued are answered STORE_ECLOSED.
@@ -102,7 +117,7 @@
 #define SQ_DB_FILE "switchboard.db"
 #define SQ_LOCK_FILE "switchboard.lock"
 #define SQ_PATH_MAX 4096
-#define SQ_SCHEMA_VERSION 1
+#define SQ_SCHEMA_VERSION 2
 #define SQ_DEFAULT_BATCH 256
 #define SQ_MAX_BATCH 65536
 #define SQ_DEFAULT_READERS 2
@@ -115,7 +130,11 @@
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_EXPIRE_CHUNK 1000
 
-enum sq_kind { SQ_APPEND, SQ_PING, SQ_EXPIRE, SQ_READ, SQ_SEQ_BEFORE };
+enum sq_kind {
+    SQ_APPEND, SQ_KV_PUT, SQ_KV_DEL,        /* writes: batched together */
+    SQ_PING, SQ_EXPIRE,                     /* writer control ops */
+    SQ_READ, SQ_SEQ_BEFORE, SQ_KV_GET, SQ_KV_LIST   /* readers */
+};
 
 /* A read: the query (copied) and, once run, its answer. */
 typedef struct sq_read {
@@ -132,8 +151,31 @@ typedef struct sq_read {
     bool at_end;
 } sq_read_t;
 
+/* A metadata request: the names and the value to put are copies in the
+ * op's own allocation; a reader fills in the answer of a get or list. */
+typedef struct sq_kv {
+    const char *ns;
+    const char *key;         /* or a list's prefix */
+    const char *upper;       /* SQ_KV_LIST: prefix "\x7f", the range's end */
+    const unsigned char *value;  /* SQ_KV_PUT */
+    size_t len;              /* SQ_KV_PUT: of value; SQ_KV_GET: of got */
+    uint64_t expect_rev;     /* SQ_KV_PUT */
+    uint64_t rev;            /* SQ_KV_PUT, SQ_KV_GET: the answer */
+    unsigned char *got;      /* SQ_KV_GET: the value read (malloc'd) */
+    store_meta_entry_t *entries;  /* SQ_KV_LIST: the answer */
+    size_t n, cap, bytes;
+} sq_kv_t;
+
+/* Where store_meta_load_sync waits for its answer. */
+typedef struct sq_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+} sq_waiter_t;
+
 /* One queued request. It is also its own completion: posted to the caller's
- * loop, where sq_complete runs the callback and frees it. */
+ * loop, where sq_complete runs the callback and frees it (or, with a
+ * waiter, handed back to the thread blocked in store_meta_load_sync). */
 typedef struct sq_op {
     list_node_t node;
     enum sq_kind kind;
@@ -145,18 +187,26 @@ typedef struct sq_op {
         store_done_cb done;
         store_read_cb read;
         store_seq_cb seq;
+        store_meta_put_cb put;
+        store_meta_get_cb get;
+        store_meta_list_cb list;
     } cb;
+    sq_waiter_t *waiter;
     msg_t *m;                /* SQ_APPEND: the store's reference */
     size_t stream;           /* SQ_APPEND: index of m's stream */
     int64_t size;            /* SQ_APPEND: sq_msg_size(m) */
     int64_t time_ms;         /* SQ_SEQ_BEFORE: the question */
     uint64_t seq;            /* SQ_SEQ_BEFORE: the answer */
-    sq_read_t rd;            /* SQ_READ */
+    union {
+        sq_read_t rd;        /* SQ_READ */
+        sq_kv_t kv;          /* SQ_KV_* */
+    };
 } sq_op_t;
 
 enum sq_wstmt {
-    SQ_W_BEGIN, SQ_W_COMMIT, SQ_W_ROLLBACK, SQ_W_INSERT, SQ_W_LAST_SEQ,
-    SQ_W_AGE, SQ_W_OLDEST, SQ_W_DELETE, SQ_W_COUNT
+    SQ_W_BEGIN, SQ_W_COMMIT, SQ_W_ROLLBACK, SQ_W_INSERT, SQ_W_DEDUP,
+    SQ_W_LAST_SEQ, SQ_W_LAST_REV, SQ_W_AGE, SQ_W_OLDEST, SQ_W_DELETE,
+    SQ_W_KV_REV, SQ_W_KV_PUT, SQ_W_KV_DEL, SQ_W_COUNT
 };
 
 static const char *const sq_wsql[SQ_W_COUNT] = {
@@ -165,15 +215,26 @@ static const char *const sq_wsql[SQ_W_COUNT] = {
     [SQ_W_ROLLBACK] = "ROLLBACK",
     [SQ_W_INSERT] =
         "INSERT INTO messages(seq, tenant, subject, stream, time_ms, event,"
-        " meta, headers, content_type, payload_kind, payload, size)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        " meta, headers, content_type, payload_kind, payload, size, dedup)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [SQ_W_DEDUP] = "SELECT seq FROM messages"
+                   " WHERE tenant = ?1 AND stream = ?2 AND dedup = ?3",
     [SQ_W_LAST_SEQ] =
         "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_seq', ?1)",
+    [SQ_W_LAST_REV] =
+        "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_rev', ?1)",
     [SQ_W_AGE] = "SELECT seq, size FROM messages"
                  " WHERE stream = ?1 AND time_ms < ?2 LIMIT ?3",
     [SQ_W_OLDEST] = "SELECT seq, size FROM messages WHERE stream = ?1"
                     " ORDER BY seq LIMIT ?2",
     [SQ_W_DELETE] = "DELETE FROM messages WHERE seq = ?1",
+    [SQ_W_KV_REV] = "SELECT rev FROM meta_kv WHERE ns = ?1 AND key = ?2",
+    [SQ_W_KV_PUT] =
+        "INSERT INTO meta_kv(ns, key, value, rev, updated_ms)"
+        " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(ns, key) DO UPDATE SET"
+        " value = excluded.value, rev = excluded.rev,"
+        " updated_ms = excluded.updated_ms",
+    [SQ_W_KV_DEL] = "DELETE FROM meta_kv WHERE ns = ?1 AND key = ?2",
 };
 
 static const char *const sq_migrations[SQ_SCHEMA_VERSION] = {
@@ -190,17 +251,31 @@ static const char *const sq_migrations[SQ_SCHEMA_VERSION] = {
     "CREATE INDEX messages_time ON messages(time_ms);"
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER);"
     "INSERT INTO meta(key, value) VALUES ('last_seq', 0);",
+    /* 1 -> 2: delivery-id dedupe, metadata namespaces */
+    "ALTER TABLE messages ADD COLUMN dedup TEXT;"
+    "CREATE UNIQUE INDEX messages_dedup ON messages(tenant, stream, dedup)"
+    " WHERE dedup IS NOT NULL;"
+    "CREATE TABLE meta_kv(ns TEXT NOT NULL, key TEXT NOT NULL,"
+    " value BLOB NOT NULL, rev INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(ns, key));"
+    "INSERT INTO meta(key, value) VALUES ('last_rev', 0);",
 };
 
 #define SQ_COLS "seq, tenant, subject, time_ms, event, meta, headers," \
-                " content_type, payload_kind, payload"
+                " content_type, payload_kind, payload, dedup"
 enum { SQ_C_SEQ, SQ_C_TENANT, SQ_C_SUBJECT, SQ_C_TIME, SQ_C_EVENT, SQ_C_META,
-       SQ_C_HEADERS, SQ_C_CTYPE, SQ_C_KIND, SQ_C_PAYLOAD };
+       SQ_C_HEADERS, SQ_C_CTYPE, SQ_C_KIND, SQ_C_PAYLOAD, SQ_C_DEDUP };
 
 #define SQ_BEFORE_SQL \
     "SELECT COALESCE((SELECT seq - 1 FROM messages WHERE time_ms >= ?1" \
     " ORDER BY time_ms, seq LIMIT 1)," \
     " (SELECT value FROM meta WHERE key = 'last_seq'), 0)"
+
+#define SQ_KV_GET_SQL \
+    "SELECT value, rev FROM meta_kv WHERE ns = ?1 AND key = ?2"
+#define SQ_KV_LIST_SQL \
+    "SELECT key, value, rev, updated_ms FROM meta_kv" \
+    " WHERE ns = ?1 AND key >= ?2 AND key < ?3 ORDER BY key"
 
 struct sq;
 
@@ -210,6 +285,7 @@ typedef struct sq_reader {
     sqlite3_stmt *scan;      /* a tenant's rows in order */
     sqlite3_stmt *lit[SQ_LITERAL_MAX];  /* one subject's rows (lazily) */
     sqlite3_stmt *before;    /* store_seq_before_time */
+    sqlite3_stmt *kv_get, *kv_list;
     sqlite3_stmt *begin, *commit;
     pthread_t thread;
     bool started;
@@ -259,6 +335,7 @@ typedef struct sq {
     sqlite3 *db;
     sqlite3_stmt *ws[SQ_W_COUNT];
     uint64_t last_seq;
+    uint64_t last_rev;
     msg_t **batch;
     sq_count_t *counts;      /* per configured stream */
     sq_retention_t ret;
@@ -325,14 +402,37 @@ static void sq_complete(void *arg)
     case SQ_SEQ_BEFORE:
         op->cb.seq(op->arg, op->err, op->seq);
         break;
+    case SQ_KV_PUT:
+        op->cb.put(op->arg, op->err, op->kv.rev);
+        break;
+    case SQ_KV_DEL:
+        op->cb.done(op->arg, op->err);
+        break;
+    case SQ_KV_GET:
+        op->cb.get(op->arg, op->err, op->kv.got, op->kv.len, op->kv.rev);
+        free(op->kv.got);
+        break;
+    case SQ_KV_LIST:
+        op->cb.list(op->arg, op->err, op->kv.entries, op->kv.n);
+        break;
     }
     free(op);
 }
 
+/* Answers op: posts its completion, or wakes the thread waiting for it. */
 static void sq_post(sq_t *sq, sq_op_t *op, int err)
 {
+    sq_waiter_t *w = op->waiter;
+
     op->err = err;
-    sq->post(op->target, sq_complete, op);
+    if (!w) {
+        sq->post(op->target, sq_complete, op);
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
 }
 
 static sq_op_t *sq_pop(list_node_t *q)
@@ -412,6 +512,13 @@ static int sq_bind_text(sqlite3_stmt *st, int i, const char *s)
 {
     return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC)
              : sqlite3_bind_null(st, i);
+}
+
+/* Binds a blob that may be empty (a NULL pointer would bind SQL NULL). */
+static int sq_bind_blob(sqlite3_stmt *st, int i, const void *p, size_t len)
+{
+    return len ? sqlite3_bind_blob64(st, i, p, len, SQLITE_STATIC)
+               : sqlite3_bind_zeroblob(st, i, 0);
 }
 
 static int64_t sq_msg_size(const msg_t *m)
@@ -591,25 +698,40 @@ static int sq_load_counts(sq_t *sq)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Recovers last_seq and the counters; writes last_seq back when the rows
- * were ahead of meta. */
-static int sq_recover(sq_t *sq)
+static int sq_save_counter(sq_t *sq, enum sq_wstmt save, uint64_t v)
+{
+    sqlite3_bind_int64(sq->ws[save], 1, (sqlite3_int64)v);
+    return sq_run(sq->ws[save]);
+}
+
+/* Recovers one counter of the meta table: `sql` yields its row (-1 when
+ * missing) and the highest value in use; the larger wins and is written
+ * back (with `save`) when the row was behind. */
+static int sq_recover_counter(sq_t *sq, const char *sql, enum sq_wstmt save,
+                              uint64_t *out)
 {
     int64_t v[2];
 
-    if (sq_query_i64(sq->db,
-                     "SELECT MAX(COALESCE((SELECT value FROM meta"
-                     " WHERE key = 'last_seq'), 0),"
-                     " COALESCE((SELECT MAX(seq) FROM messages), 0)),"
-                     " (SELECT value FROM meta WHERE key = 'last_seq')",
-                     v, 2))
+    if (sq_query_i64(sq->db, sql, v, 2))
         return -1;
-    sq->last_seq = (uint64_t)v[0];
-    if (v[0] != v[1]) {
-        sqlite3_bind_int64(sq->ws[SQ_W_LAST_SEQ], 1, v[0]);
-        if (sq_run(sq->ws[SQ_W_LAST_SEQ]))
-            return -1;
-    }
+    *out = (uint64_t)(v[1] > v[0] ? v[1] : v[0]);
+    return v[0] == (int64_t)*out ? 0 : sq_save_counter(sq, save, *out);
+}
+
+/* Recovers last_seq, last_rev and the stream counters. */
+static int sq_recover(sq_t *sq)
+{
+    if (sq_recover_counter(sq,
+                           "SELECT COALESCE((SELECT value FROM meta"
+                           " WHERE key = 'last_seq'), -1),"
+                           " COALESCE((SELECT MAX(seq) FROM messages), 0)",
+                           SQ_W_LAST_SEQ, &sq->last_seq) ||
+        sq_recover_counter(sq,
+                           "SELECT COALESCE((SELECT value FROM meta"
+                           " WHERE key = 'last_rev'), -1),"
+                           " COALESCE((SELECT MAX(rev) FROM meta_kv), 0)",
+                           SQ_W_LAST_REV, &sq->last_rev))
+        return -1;
     sq->stats.last_seq = sq->last_seq;
     sq->stats.healthy = true;
     return sq_load_counts(sq);
@@ -665,6 +787,8 @@ static int sq_open_reader(sq_t *sq, sq_reader_t *r, const char *dir,
     if (sq_prepare_select(r->db, false, &r->scan) ||
         sq_prepare_select(r->db, true, &r->lit[0]) ||
         sq_prepare(r->db, SQ_BEFORE_SQL, &r->before) ||
+        sq_prepare(r->db, SQ_KV_GET_SQL, &r->kv_get) ||
+        sq_prepare(r->db, SQ_KV_LIST_SQL, &r->kv_list) ||
         sq_prepare(r->db, "BEGIN", &r->begin) ||
         sq_prepare(r->db, "COMMIT", &r->commit)) {
         sq_seterr(err, errlen, "prepare reader", r->db);
@@ -735,82 +859,223 @@ static int sq_insert(sq_t *sq, const sq_op_t *op)
     rc = rc ? rc : sq_bind_text(st, 8, m->headers);
     rc = rc ? rc : sq_bind_text(st, 9, m->content_type);
     rc = rc ? rc : sqlite3_bind_int(st, 10, m->payload_kind);
-    if (!rc)
-        rc = m->payload_len ? sqlite3_bind_blob64(st, 11, m->payload,
-                                                  m->payload_len,
-                                                  SQLITE_STATIC)
-                            : sqlite3_bind_zeroblob(st, 11, 0);
+    rc = rc ? rc : sq_bind_blob(st, 11, m->payload, m->payload_len);
     rc = rc ? rc : sqlite3_bind_int64(st, 12, op->size);
+    rc = rc ? rc : sq_bind_text(st, 13, m->dedup);
     if (rc != SQLITE_OK)
         return -1;
     return sq_run(st);
 }
 
-static int sq_set_last_seq(sq_t *sq)
+/* Looks up the stored message an append's dedup key repeats, inside the
+ * batch's transaction (so earlier appends of the batch count). 1 with *seq
+ * set when there is one, 0 when not, -1 on error. */
+static int sq_dedup_find(sq_t *sq, const sq_op_t *op, uint64_t *seq)
 {
-    sqlite3_bind_int64(sq->ws[SQ_W_LAST_SEQ], 1, (sqlite3_int64)sq->last_seq);
-    return sq_run(sq->ws[SQ_W_LAST_SEQ]);
+    sqlite3_stmt *st = sq->ws[SQ_W_DEDUP];
+    int rc = sq_bind_text(st, 1, op->m->tenant);
+
+    rc = rc ? rc : sq_bind_text(st, 2, sq->streams[op->stream].name);
+    rc = rc ? rc : sq_bind_text(st, 3, op->m->dedup);
+    if (rc != SQLITE_OK)
+        return -1;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *seq = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Counts a committed batch in the stream counters and the stats. */
+/* An append inside the batch: a repeat of a stored dedup key takes that
+ * message's sequence and writes nothing; anything else gets the next
+ * sequence, is inserted and joins sq->batch[*n]. */
+static int sq_write_append(sq_t *sq, sq_op_t *op, size_t *n)
+{
+    msg_t *m = op->m;
+    uint64_t seq;
+    int rc;
+
+    m->duplicate = 0;
+    if (m->dedup) {
+        if ((rc = sq_dedup_find(sq, op, &seq)) < 0)
+            return -1;
+        if (rc) {
+            m->seq = seq;
+            m->duplicate = 1;
+            return 0;
+        }
+    }
+    m->seq = ++sq->last_seq;
+    sq->batch[(*n)++] = m;
+    return sq_insert(sq, op);
+}
+
+static int sq_kv_bind_key(sqlite3_stmt *st, const sq_kv_t *kv)
+{
+    int rc = sqlite3_bind_text(st, 1, kv->ns, -1, SQLITE_STATIC);
+
+    return rc ? rc : sqlite3_bind_text(st, 2, kv->key, -1, SQLITE_STATIC);
+}
+
+/* The current revision of the put's key (0 when absent), or -1. */
+static int sq_kv_current(sq_t *sq, const sq_kv_t *kv, uint64_t *rev)
+{
+    sqlite3_stmt *st = sq->ws[SQ_W_KV_REV];
+    int rc;
+
+    *rev = 0;
+    if (sq_kv_bind_key(st, kv) != SQLITE_OK)
+        return -1;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *rev = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A put inside the batch. A failed compare-and-set is the op's own answer
+ * (STORE_ECONFLICT with the current revision), not the batch's failure. */
+static int sq_write_put(sq_t *sq, sq_op_t *op)
+{
+    sq_kv_t *kv = &op->kv;
+    sqlite3_stmt *st = sq->ws[SQ_W_KV_PUT];
+    uint64_t cur;
+    int rc;
+
+    if (kv->expect_rev) {
+        bool want_none = kv->expect_rev == STORE_META_MUST_NOT_EXIST;
+
+        if (sq_kv_current(sq, kv, &cur))
+            return -1;
+        if (want_none ? cur != 0 : cur != kv->expect_rev) {
+            op->err = STORE_ECONFLICT;
+            kv->rev = cur;
+            return 0;
+        }
+    }
+    kv->rev = ++sq->last_rev;
+    rc = sq_kv_bind_key(st, kv);
+    rc = rc ? rc : sq_bind_blob(st, 3, kv->value, kv->len);
+    rc = rc ? rc : sqlite3_bind_int64(st, 4, (sqlite3_int64)kv->rev);
+    rc = rc ? rc : sqlite3_bind_int64(st, 5, clock_now_ms());
+    if (rc != SQLITE_OK)
+        return -1;
+    return sq_run(st);
+}
+
+static int sq_write_delete(sq_t *sq, sq_op_t *op)
+{
+    sqlite3_stmt *st = sq->ws[SQ_W_KV_DEL];
+
+    if (sq_kv_bind_key(st, &op->kv) != SQLITE_OK || sq_run(st))
+        return -1;
+    if (sqlite3_changes(sq->db) == 0)
+        op->err = STORE_ENOTFOUND;
+    return 0;
+}
+
+/* Runs one write of a batch. -1 (a database error) fails the batch; an
+ * answer that concerns the op alone is left in op->err. */
+static int sq_write(sq_t *sq, sq_op_t *op, size_t *n)
+{
+    op->err = 0;
+    switch (op->kind) {
+    case SQ_APPEND:
+        return sq_write_append(sq, op, n);
+    case SQ_KV_PUT:
+        return sq_write_put(sq, op);
+    default:
+        return sq_write_delete(sq, op);
+    }
+}
+
+/* Undoes what a failed batch set on its ops: no sequence, no duplicate, no
+ * revision. */
+static void sq_batch_reset(list_node_t *batch)
+{
+    list_node_t *pos, *tmp;
+
+    list_foreach_safe(pos, tmp, batch) {
+        sq_op_t *op = container_of(pos, sq_op_t, node);
+
+        if (op->kind == SQ_APPEND) {
+            op->m->seq = 0;
+            op->m->duplicate = 0;
+        } else {
+            op->kv.rev = 0;
+        }
+    }
+}
+
+/* Counts a committed batch, which stored n messages, in the stream
+ * counters and the stats. */
 static void sq_count_batch(sq_t *sq, list_node_t *batch, size_t n)
 {
     list_node_t *pos, *tmp;
     int64_t bytes = 0;
+    uint64_t dups = 0;
 
     list_foreach_safe(pos, tmp, batch) {
         const sq_op_t *op = container_of(pos, sq_op_t, node);
 
+        if (op->kind != SQ_APPEND)
+            continue;
+        if (op->m->duplicate) {
+            dups++;
+            continue;
+        }
         sq->counts[op->stream].msgs++;
         sq->counts[op->stream].bytes += op->size;
         bytes += op->size;
     }
     pthread_mutex_lock(&sq->slock);
     sq->stats.last_seq = sq->last_seq;
-    sq->stats.commits++;
+    sq->stats.commits += n ? 1 : 0;
     sq->stats.appended += n;
+    sq->stats.duplicates += dups;
     sq->stats.messages += n;
     sq->stats.bytes += (uint64_t)bytes;
     pthread_mutex_unlock(&sq->slock);
 }
 
-/* Commits the appends in batch (queue order) in one transaction, runs
- * on_commit, then posts every completion (err 0, or STORE_EIO for all when
- * the transaction failed; their seq is then reset to 0). */
+/* Commits the writes in batch (queue order) in one transaction, runs
+ * on_commit with the messages stored, then posts every completion: each
+ * op's own answer, or STORE_EIO for all when the transaction failed (their
+ * sequences and revisions are then reset to 0 and handed out again). */
 static void sq_commit_batch(sq_t *sq, list_node_t *batch)
 {
-    uint64_t first = sq->last_seq, t0 = clock_mono_ns();
+    uint64_t first_seq = sq->last_seq, first_rev = sq->last_rev;
+    uint64_t t0 = clock_mono_ns();
     list_node_t *pos, *tmp;
     size_t n = 0;
     int rc = sq_run(sq->ws[SQ_W_BEGIN]);
 
     list_foreach_safe(pos, tmp, batch) {
-        sq_op_t *op = container_of(pos, sq_op_t, node);
-
         if (rc)
             break;
-        op->m->seq = ++sq->last_seq;
-        sq->batch[n++] = op->m;
-        rc = sq_insert(sq, op);
+        rc = sq_write(sq, container_of(pos, sq_op_t, node), &n);
     }
-    rc = rc ? rc : sq_set_last_seq(sq);
+    if (!rc && sq->last_seq != first_seq)
+        rc = sq_save_counter(sq, SQ_W_LAST_SEQ, sq->last_seq);
+    if (!rc && sq->last_rev != first_rev)
+        rc = sq_save_counter(sq, SQ_W_LAST_REV, sq->last_rev);
     rc = sq_finish(sq, rc);
     if (sq->on_latency)
         sq->on_latency(sq->ctx, clock_mono_ns() - t0);
     if (rc) {
-        sq->last_seq = first;
-        for (size_t i = 0; i < n; i++)
-            sq->batch[i]->seq = 0;
+        sq->last_seq = first_seq;
+        sq->last_rev = first_rev;
+        sq_batch_reset(batch);
     } else {
         sq_count_batch(sq, batch, n);
-        if (sq->on_commit)
+        if (sq->on_commit && n)
             sq->on_commit(sq->ctx, sq->batch, n);
     }
     list_foreach_safe(pos, tmp, batch) {
         sq_op_t *op = container_of(pos, sq_op_t, node);
 
         list_remove(&op->node);
-        sq_post(sq, op, rc ? STORE_EIO : 0);
+        sq_post(sq, op, rc ? STORE_EIO : op->err);
     }
 }
 
@@ -952,18 +1217,24 @@ static void sq_retain_step(sq_t *sq)
 
 enum sq_work { SQ_WORK_BATCH, SQ_WORK_OP, SQ_WORK_RETAIN, SQ_WORK_STOP };
 
+static bool sq_is_write(const sq_op_t *op)
+{
+    return op->kind == SQ_APPEND || op->kind == SQ_KV_PUT ||
+           op->kind == SQ_KV_DEL;
+}
+
 /* Moves the next unit of work from the queue to out: one control op, or up
- * to max_batch consecutive appends. Called with wlock held. */
+ * to max_batch consecutive writes. Called with wlock held. */
 static enum sq_work sq_take(sq_t *sq, list_node_t *out)
 {
     sq_op_t *op = sq_pop(&sq->wq);
 
     list_insert_tail(out, &op->node);
-    if (op->kind != SQ_APPEND)
+    if (!sq_is_write(op))
         return SQ_WORK_OP;
     for (size_t n = 1; n < sq->max_batch && !list_empty(&sq->wq); n++) {
         op = container_of(sq->wq.next, sq_op_t, node);
-        if (op->kind != SQ_APPEND)
+        if (!sq_is_write(op))
             break;
         list_remove(&op->node);
         list_insert_tail(out, &op->node);
@@ -1101,6 +1372,7 @@ static msg_t *sq_row_msg(sqlite3_stmt *st)
         sq_col_str(st, SQ_C_META, &m->meta) ||
         sq_col_str(st, SQ_C_HEADERS, &m->headers) ||
         sq_col_str(st, SQ_C_CTYPE, &m->content_type) ||
+        sq_col_str(st, SQ_C_DEDUP, &m->dedup) ||
         sq_col_payload(st, m) || !m->tenant || !m->subject) {
         msg_unref(m);
         return NULL;
@@ -1285,6 +1557,124 @@ static void sq_do_before(sq_reader_t *r, sq_op_t *op)
     sqlite3_reset(st);
 }
 
+/* Column i of st as a blob: *p NULL only when memory ran out (an empty
+ * blob gives a non-NULL *p and *len 0). */
+static void sq_col_blob(sqlite3_stmt *st, int i, const void **p, size_t *len)
+{
+    static const unsigned char empty[1];
+
+    *p = sqlite3_column_blob(st, i);
+    *len = (size_t)sqlite3_column_bytes(st, i);
+    if (*len == 0)
+        *p = empty;
+}
+
+static void sq_do_kv_get(sq_reader_t *r, sq_op_t *op)
+{
+    sqlite3_stmt *st = r->kv_get;
+    sq_kv_t *kv = &op->kv;
+    const void *p;
+    size_t len;
+    int rc;
+
+    op->err = STORE_EIO;
+    if (sq_kv_bind_key(st, kv) != SQLITE_OK)
+        goto out;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        op->err = STORE_ENOTFOUND;
+        goto out;
+    }
+    if (rc != SQLITE_ROW)
+        goto out;
+    sq_col_blob(st, 0, &p, &len);
+    op->err = STORE_ENOMEM;
+    if (!p || !(kv->got = malloc(len + 1)))
+        goto out;
+    memcpy(kv->got, p, len);
+    kv->got[len] = '\0';
+    kv->len = len;
+    kv->rev = (uint64_t)sqlite3_column_int64(st, 1);
+    op->err = 0;
+out:
+    if (op->err == STORE_EIO)
+        sq_log("meta get failed", r->db);
+    sqlite3_reset(st);
+}
+
+/* Adds the current row of a list to its answer, within STORE_META_LIST_MAX
+ * bytes. */
+static int sq_kv_list_row(sq_kv_t *kv, sqlite3_stmt *st)
+{
+    const char *key = (const char *)sqlite3_column_text(st, 0);
+    size_t klen = (size_t)sqlite3_column_bytes(st, 0), len;
+    const void *value;
+
+    sq_col_blob(st, 1, &value, &len);
+    if (!key || !value)
+        return STORE_ENOMEM;
+    kv->bytes += klen + len;
+    if (kv->bytes > STORE_META_LIST_MAX)
+        return STORE_ENOMEM;
+    if (kv->n == kv->cap) {
+        size_t cap = kv->cap ? kv->cap * 2 : 16;
+        store_meta_entry_t *e = realloc(kv->entries, cap * sizeof(*e));
+
+        if (!e)
+            return STORE_ENOMEM;
+        kv->entries = e;
+        kv->cap = cap;
+    }
+    if (store_meta_entry_fill(&kv->entries[kv->n], key, klen, value, len,
+                              (uint64_t)sqlite3_column_int64(st, 2),
+                              sqlite3_column_int64(st, 3)))
+        return STORE_ENOMEM;
+    kv->n++;
+    return 0;
+}
+
+static void sq_do_kv_list(sq_reader_t *r, sq_op_t *op)
+{
+    sqlite3_stmt *st = r->kv_list;
+    sq_kv_t *kv = &op->kv;
+    int rc = sq_kv_bind_key(st, kv), err = 0;
+
+    rc = rc ? rc : sqlite3_bind_text(st, 3, kv->upper, -1, SQLITE_STATIC);
+    if (rc != SQLITE_OK)
+        err = STORE_EIO;
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        err = sq_kv_list_row(kv, st);
+    if (!err && rc != SQLITE_DONE)
+        err = STORE_EIO;
+    if (err == STORE_EIO)
+        sq_log("meta list failed", r->db);
+    sqlite3_reset(st);
+    if (err) {
+        store_meta_entries_free(kv->entries, kv->n);
+        kv->entries = NULL;
+        kv->n = 0;
+    }
+    op->err = err;
+}
+
+static void sq_reader_run(sq_reader_t *r, sq_op_t *op)
+{
+    switch (op->kind) {
+    case SQ_READ:
+        sq_do_read(r, op);
+        break;
+    case SQ_SEQ_BEFORE:
+        sq_do_before(r, op);
+        break;
+    case SQ_KV_GET:
+        sq_do_kv_get(r, op);
+        break;
+    default:
+        sq_do_kv_list(r, op);
+        break;
+    }
+}
+
 static void *sq_reader_main(void *p)
 {
     sq_reader_t *r = p;
@@ -1300,10 +1690,7 @@ static void *sq_reader_main(void *p)
         pthread_mutex_unlock(&sq->rlock);
         if (!op)
             return NULL;
-        if (op->kind == SQ_READ)
-            sq_do_read(r, op);
-        else
-            sq_do_before(r, op);
+        sq_reader_run(r, op);
         sq_post(sq, op, op->err);
     }
 }
@@ -1341,6 +1728,8 @@ static void sq_destroy(sq_t *sq)
         for (int j = 0; j < SQ_LITERAL_MAX; j++)
             sqlite3_finalize(r->lit[j]);
         sqlite3_finalize(r->before);
+        sqlite3_finalize(r->kv_get);
+        sqlite3_finalize(r->kv_list);
         sqlite3_finalize(r->begin);
         sqlite3_finalize(r->commit);
         sqlite3_close(r->db);
@@ -1471,8 +1860,8 @@ static void sq_close(void *impl)
 
 /* --- requests -------------------------------------------------------------- */
 
-/* Queues an append. STORE_EIO (without a callback) when m lacks a tenant or
- * a subject or is in no stream: those are the caller's bugs. */
+/* Queues an append. STORE_EINVAL (without a callback) when m lacks a tenant
+ * or a subject or is in no stream: those are the caller's bugs. */
 static int sq_append(void *impl, msg_t *m, void *target, store_append_cb cb,
                      void *arg)
 {
@@ -1484,7 +1873,7 @@ static int sq_append(void *impl, msg_t *m, void *target, store_append_cb cb,
     if (!m->tenant || !m->subject ||
         !subj_valid_subject(m->subject, strlen(m->subject)) ||
         !(st = store_stream_for(sq->store, m->subject)))
-        return STORE_EIO;
+        return STORE_EINVAL;
     if (!(op = sq_op_new(SQ_APPEND, 0, target, arg)))
         return STORE_ENOMEM;
     op->cb.append = cb;
@@ -1514,7 +1903,7 @@ static bool sq_has(const char *const *v, size_t n, const char *s)
 /* A read op holding a copy of q (one allocation: the op, the pattern
  * pointers, then the strings). Repeated patterns are dropped when there are
  * few enough to be literal cursors (each subject must be walked once). NULL
- * with *rc set when q is invalid (STORE_EIO) or memory ran out. */
+ * with *rc set when q is invalid (STORE_EINVAL) or memory ran out. */
 static sq_op_t *sq_read_op_new(const store_query_t *q, void *target,
                                void *arg, int *rc)
 {
@@ -1522,7 +1911,7 @@ static sq_op_t *sq_read_op_new(const store_query_t *q, void *target,
     sq_op_t *op;
     char *p;
 
-    *rc = STORE_EIO;
+    *rc = STORE_EINVAL;
     if (!q->tenant || !q->patterns || n == 0 || n > SQ_MAX_PATTERNS)
         return NULL;
     bytes = strlen(q->tenant) + 1 + n * sizeof(char *);
@@ -1615,6 +2004,151 @@ static int sq_expire_now(void *impl, void *target, store_done_cb cb,
     return sq_control_op(impl, SQ_EXPIRE, target, cb, arg);
 }
 
+/* A metadata op holding copies of ns, key (a list's prefix, then its range
+ * end) and value, in one allocation. */
+static sq_op_t *sq_kv_op_new(enum sq_kind kind, const char *ns,
+                             const char *key, const void *value, size_t len,
+                             void *target, void *arg)
+{
+    size_t nl = strlen(ns) + 1, kl = strlen(key) + 1;
+    size_t upper = kind == SQ_KV_LIST ? kl + 1 : 0;
+    sq_op_t *op = sq_op_new(kind, nl + kl + upper + len, target, arg);
+    char *p;
+
+    if (!op)
+        return NULL;
+    p = (char *)(op + 1);
+    op->kv.ns = memcpy(p, ns, nl);
+    p += nl;
+    op->kv.key = memcpy(p, key, kl);
+    p += kl;
+    if (upper) {
+        memcpy(p, key, kl - 1);
+        p[kl - 1] = 0x7f;            /* above every printable key byte */
+        p[kl] = '\0';
+        op->kv.upper = p;
+        p += upper;
+    }
+    if (len)
+        memcpy(p, value, len);
+    op->kv.value = (const unsigned char *)p;
+    op->kv.len = len;
+    return op;
+}
+
+/* Queues op (for the writer or the readers); frees it when refused. */
+static int sq_kv_push(sq_t *sq, sq_op_t *op, bool writer)
+{
+    int rc = sq_push(sq, op, writer);
+
+    if (rc)
+        free(op);
+    return rc;
+}
+
+static int sq_kv_put(void *impl, const char *ns, const char *key,
+                     const void *value, size_t len, uint64_t expect_rev,
+                     void *target, store_meta_put_cb cb, void *arg)
+{
+    sq_op_t *op = sq_kv_op_new(SQ_KV_PUT, ns, key, value, len, target, arg);
+
+    if (!op)
+        return STORE_ENOMEM;
+    op->cb.put = cb;
+    op->kv.expect_rev = expect_rev;
+    return sq_kv_push(impl, op, true);
+}
+
+static int sq_kv_delete(void *impl, const char *ns, const char *key,
+                        void *target, store_done_cb cb, void *arg)
+{
+    sq_op_t *op = sq_kv_op_new(SQ_KV_DEL, ns, key, NULL, 0, target, arg);
+
+    if (!op)
+        return STORE_ENOMEM;
+    op->cb.done = cb;
+    return sq_kv_push(impl, op, true);
+}
+
+static int sq_kv_get(void *impl, const char *ns, const char *key,
+                     void *target, store_meta_get_cb cb, void *arg)
+{
+    sq_op_t *op = sq_kv_op_new(SQ_KV_GET, ns, key, NULL, 0, target, arg);
+
+    if (!op)
+        return STORE_ENOMEM;
+    op->cb.get = cb;
+    return sq_kv_push(impl, op, false);
+}
+
+static int sq_kv_list(void *impl, const char *ns, const char *prefix,
+                      void *target, store_meta_list_cb cb, void *arg)
+{
+    sq_op_t *op = sq_kv_op_new(SQ_KV_LIST, ns, prefix, NULL, 0, target, arg);
+
+    if (!op)
+        return STORE_ENOMEM;
+    op->cb.list = cb;
+    return sq_kv_push(impl, op, false);
+}
+
+static int sq_waiter_init(sq_waiter_t *w)
+{
+    w->done = false;
+    if (pthread_mutex_init(&w->mu, NULL))
+        return -1;
+    if (pthread_cond_init(&w->cv, NULL)) {
+        pthread_mutex_destroy(&w->mu);
+        return -1;
+    }
+    return 0;
+}
+
+static void sq_waiter_destroy(sq_waiter_t *w)
+{
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+}
+
+/* Blocks until a reader has run the op that carries w. */
+static void sq_wait(sq_waiter_t *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* A list of the whole namespace, run by a reader while this thread waits;
+ * then `each` sees the entries here, on the calling thread. */
+static int sq_kv_load_sync(void *impl, const char *ns,
+                           store_meta_each_fn each, void *ctx)
+{
+    sq_waiter_t w;
+    sq_op_t *op = NULL;
+    int rc = STORE_ENOMEM;
+
+    if (sq_waiter_init(&w))
+        return STORE_ENOMEM;
+    if (!(op = sq_kv_op_new(SQ_KV_LIST, ns, "", NULL, 0, NULL, NULL)))
+        goto out;
+    op->waiter = &w;
+    if ((rc = sq_push(impl, op, false)))
+        goto out;
+    sq_wait(&w);
+    rc = op->err;
+    for (size_t i = 0; !rc && i < op->kv.n; i++) {
+        const store_meta_entry_t *e = &op->kv.entries[i];
+
+        rc = each(ctx, e->key, e->value, e->len, e->rev);
+    }
+    store_meta_entries_free(op->kv.entries, op->kv.n);
+out:
+    free(op);
+    sq_waiter_destroy(&w);
+    return rc;
+}
+
 static void sq_get_stats(void *impl, store_stats_t *out)
 {
     sq_t *sq = impl;
@@ -1634,4 +2168,9 @@ const store_backend_t store_sqlite_backend = {
     .ping = sq_ping,
     .expire_now = sq_expire_now,
     .get_stats = sq_get_stats,
+    .meta_put = sq_kv_put,
+    .meta_delete = sq_kv_delete,
+    .meta_get = sq_kv_get,
+    .meta_list = sq_kv_list,
+    .meta_load_sync = sq_kv_load_sync,
 };

@@ -1,7 +1,8 @@
 /*
  * test_store.c - the store interface with its SQLite backend: sequences,
  * group commit, durability across reopen, retention, reads and paging,
- * close semantics, error paths.
+ * close semantics, error paths, delivery-id dedupe and the metadata
+ * namespaces.
  *
  * `post` runs completions directly on the store's thread; the tests wait for
  * them with one mutex/condvar. Each test gets a fresh directory under /tmp.
@@ -52,6 +53,7 @@ static struct {
     bool completion_after_commit;
     size_t latency_calls;
     uint64_t latency_ns;
+    size_t posts;            /* completions posted */
 } T;
 
 static void lock(void) { pthread_mutex_lock(&T.mu); }
@@ -138,6 +140,7 @@ static int setup(void **state)
     T.completion_after_commit = true;
     T.latency_calls = 0;
     T.latency_ns = 0;
+    T.posts = 0;
     snprintf(T.dir, sizeof(T.dir), "/tmp/sb_test_store_XXXXXX");
     return mkdtemp(T.dir) ? 0 : -1;
 }
@@ -154,6 +157,9 @@ static int teardown(void **state)
 
 static void post_here(void *target, void (*fn)(void *), void *arg)
 {
+    lock();
+    T.posts++;
+    unlock();
     fn(arg);
 }
 
@@ -182,6 +188,7 @@ typedef struct rec {
     int calls;
     int err;
     uint64_t seq;
+    int dup;                 /* m->duplicate */
 } rec_t;
 
 static void on_append(void *arg, int err, msg_t *m)
@@ -192,6 +199,7 @@ static void on_append(void *arg, int err, msg_t *m)
     r->calls++;
     r->err = err;
     r->seq = m->seq;
+    r->dup = m->duplicate;
     if (err == 0 && m->seq > T.committed)
         T.completion_after_commit = false;
     done_one();
@@ -740,11 +748,12 @@ static void test_append_rejects_invalid(void **state)
 
     free(notenant->tenant);
     notenant->tenant = NULL;
-    assert_int_equal(store_append(s, live, NULL, on_append, &r), STORE_EIO);
+    assert_int_equal(store_append(s, live, NULL, on_append, &r),
+                     STORE_EINVAL);
     assert_int_equal(store_append(s, notenant, NULL, on_append, &r),
-                     STORE_EIO);
+                     STORE_EINVAL);
     assert_int_equal(store_append(s, badsubj, NULL, on_append, &r),
-                     STORE_EIO);
+                     STORE_EINVAL);
     assert_int_equal(r.calls, 0);
     assert_int_equal(atomic_load(&live->refs), 1);
     msg_unref(live);
@@ -1506,15 +1515,15 @@ static void test_read_rejects_invalid(void **state)
     result_t r = {0};
     store_t *s = open_default();
 
-    assert_int_equal(store_read(s, &q, NULL, on_read, &r), STORE_EIO);
+    assert_int_equal(store_read(s, &q, NULL, on_read, &r), STORE_EINVAL);
     q.npatterns = 1;
     q.tenant = NULL;
-    assert_int_equal(store_read(s, &q, NULL, on_read, &r), STORE_EIO);
+    assert_int_equal(store_read(s, &q, NULL, on_read, &r), STORE_EINVAL);
     q.tenant = "t";
     q.patterns = bad;
-    assert_int_equal(store_read(s, &q, NULL, on_read, &r), STORE_EIO);
+    assert_int_equal(store_read(s, &q, NULL, on_read, &r), STORE_EINVAL);
     q.patterns = null_pat;
-    assert_int_equal(store_read(s, &q, NULL, on_read, &r), STORE_EIO);
+    assert_int_equal(store_read(s, &q, NULL, on_read, &r), STORE_EINVAL);
     assert_int_equal(r.calls, 0);
     store_close(s);
 }
@@ -1603,6 +1612,942 @@ static void test_stream_for(void **state)
     store_close(s);
 }
 
+/* --- dedupe ------------------------------------------------------------------ */
+
+static msg_t *mk_dedup(const char *tenant, const char *subject,
+                       const char *dedup)
+{
+    msg_t *m = mk(tenant, subject, "d", clock_now_ms());
+
+    assert_int_equal(msg_set(&m->dedup, dedup, strlen(dedup)), 0);
+    return m;
+}
+
+static rec_t append_dedup(store_t *s, const char *tenant, const char *subject,
+                          const char *dedup)
+{
+    rec_t r = append_wait(s, mk_dedup(tenant, subject, dedup));
+
+    assert_int_equal(r.err, 0);
+    return r;
+}
+
+static void test_dedup_second_append_returns_first(void **state)
+{
+    const char *all[] = {">"};
+    store_t *s = open_default();
+    rec_t r;
+    result_t rd;
+
+    r = append_dedup(s, "t", "events.gh", "delivery-1");
+    assert_int_equal(r.seq, 1);
+    assert_int_equal(r.dup, 0);
+    /* The same key on another subject of the same stream is a repeat. */
+    r = append_dedup(s, "t", "orders.7", "delivery-1");
+    assert_int_equal(r.seq, 1);
+    assert_int_equal(r.dup, 1);
+    lock();
+    assert_int_equal(T.commit_calls, 1);
+    assert_int_equal(T.committed, 1);
+    unlock();
+    assert_int_equal(stats(s).appended, 1);
+    assert_int_equal(stats(s).duplicates, 1);
+    assert_int_equal(stats(s).messages, 1);
+    assert_int_equal(stats(s).commits, 1);
+    /* No sequence was used by the repeat. */
+    assert_int_equal(append_ok(s, "t", "events.gh", "plain"), 2);
+    r = append_dedup(s, "t", "events.gh", "delivery-2");
+    assert_int_equal(r.seq, 3);
+    assert_int_equal(r.dup, 0);
+    rd = read_wait(s, "t", all, 1, 0, 10, 0);
+    assert_int_equal(rd.n, 3);
+    assert_string_equal(rd.msgs[0]->dedup, "delivery-1");
+    assert_string_equal(rd.msgs[0]->subject, "events.gh");
+    assert_null(rd.msgs[1]->dedup);
+    assert_int_equal(rd.msgs[0]->duplicate, 0);
+    store_msgs_free(rd.msgs, rd.n);
+    lock();
+    assert_true(T.commit_order_ok);
+    assert_true(T.completion_after_commit);
+    unlock();
+    store_close(s);
+}
+
+static void test_dedup_within_one_batch(void **state)
+{
+    static const char *keys[] = {"x", "x", "y", "x", "y"};
+    static const uint64_t want[] = {2, 2, 3, 2, 3};
+    static const int dup[] = {0, 1, 0, 1, 1};
+    store_t *s = open_default();
+    rec_t recs[6] = {{0}};
+    msg_t *m;
+
+    T.commit_gate.armed = true;
+    m = mk("t", "events.first", "1", clock_now_ms());
+    assert_int_equal(store_append(s, m, NULL, on_append, &recs[5]), 0);
+    msg_unref(m);
+    gate_wait_entered(&T.commit_gate);
+    for (int i = 0; i < 5; i++) {
+        m = mk_dedup("t", "events.b", keys[i]);
+        assert_int_equal(store_append(s, m, NULL, on_append, &recs[i]), 0);
+        msg_unref(m);
+    }
+    gate_open(&T.commit_gate);
+    wait_done(6);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(recs[i].err, 0);
+        assert_int_equal(recs[i].seq, want[i]);
+        assert_int_equal(recs[i].dup, dup[i]);
+    }
+    assert_int_equal(stats(s).commits, 2);
+    assert_int_equal(stats(s).messages, 3);
+    assert_int_equal(stats(s).duplicates, 3);
+    lock();
+    assert_int_equal(T.committed, 3);
+    assert_true(T.commit_order_ok);
+    unlock();
+    store_close(s);
+}
+
+static void test_dedup_scopes_do_not_collide(void **state)
+{
+    static char *a_subj[] = {"events.a.>"};
+    static char *b_subj[] = {"events.>"};
+    store_stream_cfg_t two[] = {
+        {.name = "a", .subjects = a_subj, .nsubjects = 1},
+        {.name = "b", .subjects = b_subj, .nsubjects = 1},
+    };
+    store_cfg_t c = base_cfg();
+    store_t *s;
+
+    c.streams = two;
+    c.nstreams = 2;
+    s = open_cfg(&c);
+    assert_int_equal(append_dedup(s, "t1", "events.a.x", "k").seq, 1);
+    assert_int_equal(append_dedup(s, "t2", "events.a.x", "k").seq, 2);
+    assert_int_equal(append_dedup(s, "t1", "events.b.x", "k").seq, 3);
+    assert_int_equal(append_dedup(s, "t1", "events.a.y", "k").dup, 1);
+    assert_int_equal(append_dedup(s, "t2", "events.b.y", "k").seq, 4);
+    assert_int_equal(append_dedup(s, "t2", "events.b.z", "k").seq, 4);
+    /* Keys differing only in case are different keys. */
+    assert_int_equal(append_dedup(s, "t1", "events.a.x", "K").seq, 5);
+    assert_int_equal(stats(s).messages, 5);
+    store_close(s);
+}
+
+static void test_dedup_survives_reopen(void **state)
+{
+    store_cfg_t c = base_cfg();
+    store_t *s = open_cfg(&c);
+    rec_t r;
+
+    assert_int_equal(append_dedup(s, "t", "events.r", "once").seq, 1);
+    append_ok(s, "t", "events.r", "other");
+    store_close(s);
+    s = open_cfg(&c);
+    r = append_dedup(s, "t", "events.r", "once");
+    assert_int_equal(r.seq, 1);
+    assert_int_equal(r.dup, 1);
+    assert_int_equal(stats(s).last_seq, 2);
+    store_close(s);
+}
+
+static void test_dedup_key_free_after_retention(void **state)
+{
+    store_t *s = open_limited(0, 1, 0, 0);
+    rec_t r;
+
+    assert_int_equal(append_dedup(s, "t", "events.q", "again").seq, 1);
+    /* Still retained: a repeat. */
+    assert_int_equal(append_dedup(s, "t", "events.q", "again").dup, 1);
+    append_ok(s, "t", "events.q", "push it out");
+    assert_int_equal(done_wait(s, true), 0);
+    assert_int_equal(stats(s).messages, 1);
+    r = append_dedup(s, "t", "events.q", "again");
+    assert_int_equal(r.dup, 0);
+    assert_int_equal(r.seq, 3);
+    store_close(s);
+}
+
+static void test_dedup_limits(void **state)
+{
+    char key[STORE_DEDUP_MAX + 2];
+    store_t *s = open_default();
+    rec_t r = {0};
+    msg_t *m;
+
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    m = mk_dedup("t", "events.l", key);          /* 257 bytes */
+    assert_int_equal(store_append(s, m, NULL, on_append, &r), STORE_EINVAL);
+    msg_unref(m);
+    m = mk_dedup("t", "events.l", "");
+    assert_int_equal(store_append(s, m, NULL, on_append, &r), STORE_EINVAL);
+    msg_unref(m);
+    assert_int_equal(r.calls, 0);
+    key[STORE_DEDUP_MAX] = '\0';                 /* 256 bytes */
+    assert_int_equal(append_dedup(s, "t", "events.l", key).seq, 1);
+    assert_int_equal(append_dedup(s, "t", "events.l", key).dup, 1);
+    store_close(s);
+}
+
+/* --- metadata ---------------------------------------------------------------- */
+
+typedef struct kv_res {
+    size_t calls;
+    int err;
+    uint64_t rev;
+    unsigned char *value;    /* get: a copy */
+    size_t len;
+    bool nul_ok;             /* get: value[len] was a NUL */
+    store_meta_entry_t *entries;  /* list: as received */
+    size_t n;
+} kv_res_t;
+
+/* Marks r answered; T.mu held. */
+static void kv_answered(kv_res_t *r)
+{
+    r->calls++;
+    pthread_cond_broadcast(&T.cv);
+}
+
+static void on_put(void *arg, int err, uint64_t rev)
+{
+    kv_res_t *r = arg;
+
+    lock();
+    r->err = err;
+    r->rev = rev;
+    kv_answered(r);
+    unlock();
+}
+
+static void on_kv_done(void *arg, int err)
+{
+    kv_res_t *r = arg;
+
+    lock();
+    r->err = err;
+    kv_answered(r);
+    unlock();
+}
+
+static void on_get(void *arg, int err, const unsigned char *value, size_t len,
+                   uint64_t rev)
+{
+    kv_res_t *r = arg;
+    unsigned char *copy = value ? malloc(len + 1) : NULL;
+
+    if (copy)
+        memcpy(copy, value, len + 1);
+    lock();
+    r->err = err;
+    r->rev = rev;
+    r->value = copy;
+    r->len = len;
+    r->nul_ok = value && value[len] == '\0';
+    kv_answered(r);
+    unlock();
+}
+
+static void on_list(void *arg, int err, store_meta_entry_t *entries, size_t n)
+{
+    kv_res_t *r = arg;
+
+    lock();
+    r->err = err;
+    r->entries = entries;
+    r->n = n;
+    kv_answered(r);
+    unlock();
+}
+
+/* Waits until r is answered; false on timeout (no assert: threads use it). */
+static bool kv_wait(kv_res_t *r)
+{
+    struct timespec ts;
+
+    lock();
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += WAIT_MS / 1000;
+    while (r->calls == 0)
+        if (pthread_cond_timedwait(&T.cv, &T.mu, &ts) != 0)
+            break;
+    unlock();
+    return r->calls == 1;
+}
+
+static kv_res_t kv_put(store_t *s, const char *ns, const char *key,
+                       const void *value, size_t len, uint64_t expect)
+{
+    kv_res_t r = {0};
+
+    assert_int_equal(store_meta_put(s, ns, key, value, len, expect, NULL,
+                                    on_put, &r), 0);
+    assert_true(kv_wait(&r));
+    return r;
+}
+
+/* An unconditional put of a string that must succeed; its revision. */
+static uint64_t kv_set(store_t *s, const char *ns, const char *key,
+                       const char *value)
+{
+    kv_res_t r = kv_put(s, ns, key, value, strlen(value), 0);
+
+    assert_int_equal(r.err, 0);
+    assert_true(r.rev > 0);
+    return r.rev;
+}
+
+/* The caller frees r.value. */
+static kv_res_t kv_get(store_t *s, const char *ns, const char *key)
+{
+    kv_res_t r = {0};
+
+    assert_int_equal(store_meta_get(s, ns, key, NULL, on_get, &r), 0);
+    assert_true(kv_wait(&r));
+    if (r.err == 0) {
+        assert_non_null(r.value);
+        assert_true(r.nul_ok);
+    } else {
+        assert_null(r.value);
+    }
+    return r;
+}
+
+static void expect_kv(store_t *s, const char *ns, const char *key,
+                      const char *value, uint64_t rev)
+{
+    kv_res_t r = kv_get(s, ns, key);
+
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.len, strlen(value));
+    assert_memory_equal(r.value, value, r.len);
+    assert_int_equal(r.rev, rev);
+    free(r.value);
+}
+
+static int kv_del(store_t *s, const char *ns, const char *key)
+{
+    kv_res_t r = {0};
+
+    assert_int_equal(store_meta_delete(s, ns, key, NULL, on_kv_done, &r), 0);
+    assert_true(kv_wait(&r));
+    return r.err;
+}
+
+/* The caller frees with store_meta_entries_free(r.entries, r.n). */
+static kv_res_t kv_list(store_t *s, const char *ns, const char *prefix)
+{
+    kv_res_t r = {0};
+
+    assert_int_equal(store_meta_list(s, ns, prefix, NULL, on_list, &r), 0);
+    assert_true(kv_wait(&r));
+    return r;
+}
+
+static void test_meta_put_get_delete(void **state)
+{
+    store_t *s = open_default();
+    int64_t before = clock_now_ms();
+    kv_res_t r;
+
+    assert_int_equal(kv_set(s, "keys", "k1", "{\"role\":\"admin\"}"), 1);
+    expect_kv(s, "keys", "k1", "{\"role\":\"admin\"}", 1);
+    assert_int_equal(kv_set(s, "keys", "k1", "{}"), 2);
+    expect_kv(s, "keys", "k1", "{}", 2);
+    /* Namespaces are separate. */
+    r = kv_get(s, "tenants", "k1");
+    assert_int_equal(r.err, STORE_ENOTFOUND);
+    assert_int_equal(r.rev, 0);
+    assert_int_equal(kv_set(s, "tenants", "k1", "t"), 3);
+    expect_kv(s, "keys", "k1", "{}", 2);
+    r = kv_list(s, "keys", "");
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.n, 1);
+    assert_true(r.entries[0].updated_ms >= before);
+    assert_true(r.entries[0].updated_ms <= clock_now_ms());
+    store_meta_entries_free(r.entries, r.n);
+    assert_int_equal(kv_del(s, "keys", "k1"), 0);
+    assert_int_equal(kv_get(s, "keys", "k1").err, STORE_ENOTFOUND);
+    assert_int_equal(kv_del(s, "keys", "k1"), STORE_ENOTFOUND);
+    expect_kv(s, "tenants", "k1", "t", 3);
+    /* A key put again after a delete gets a new revision. */
+    assert_int_equal(kv_set(s, "keys", "k1", "back"), 4);
+    /* Metadata writes are not appends. */
+    assert_int_equal(stats(s).commits, 0);
+    assert_int_equal(stats(s).last_seq, 0);
+    lock();
+    assert_int_equal(T.commit_calls, 0);
+    unlock();
+    store_close(s);
+}
+
+static void test_meta_list_prefix(void **state)
+{
+    static const char *const keys[] = {"b", "a~", "abc", "a", "ab", "a b",
+                                       "a}", "ac", "~"};
+    static const char *const with_a[] = {"a", "a b", "ab", "abc", "ac", "a}",
+                                         "a~"};
+    static const char *const with_ab[] = {"ab", "abc"};
+    store_t *s = open_default();
+    kv_res_t r;
+
+    for (size_t i = 0; i < 9; i++)
+        kv_set(s, "ns", keys[i], keys[i]);
+    kv_set(s, "other", "a", "not mine");
+    kv_set(s, "ns2", "a", "not mine either");
+    r = kv_list(s, "ns", "a");
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.n, 7);
+    for (size_t i = 0; i < r.n; i++) {
+        assert_string_equal(r.entries[i].key, with_a[i]);
+        assert_int_equal(r.entries[i].len, strlen(with_a[i]));
+        assert_memory_equal(r.entries[i].value, with_a[i], r.entries[i].len);
+        assert_int_equal(r.entries[i].value[r.entries[i].len], '\0');
+    }
+    store_meta_entries_free(r.entries, r.n);
+    r = kv_list(s, "ns", "ab");
+    assert_int_equal(r.n, 2);
+    for (size_t i = 0; i < r.n; i++)
+        assert_string_equal(r.entries[i].key, with_ab[i]);
+    store_meta_entries_free(r.entries, r.n);
+    r = kv_list(s, "ns", "");
+    assert_int_equal(r.n, 9);
+    assert_string_equal(r.entries[0].key, "a");
+    assert_string_equal(r.entries[8].key, "~");
+    for (size_t i = 1; i < r.n; i++)
+        assert_true(strcmp(r.entries[i - 1].key, r.entries[i].key) < 0);
+    store_meta_entries_free(r.entries, r.n);
+    r = kv_list(s, "ns", "~");
+    assert_int_equal(r.n, 1);
+    store_meta_entries_free(r.entries, r.n);
+    r = kv_list(s, "ns", "abcd");
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.n, 0);
+    assert_null(r.entries);
+    r = kv_list(s, "nothing", "");
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.n, 0);
+    store_close(s);
+}
+
+static void test_meta_cas(void **state)
+{
+    store_t *s = open_default();
+    kv_res_t r;
+
+    r = kv_put(s, "c", "k", "v1", 2, STORE_META_MUST_NOT_EXIST);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.rev, 1);
+    r = kv_put(s, "c", "k", "v2", 2, STORE_META_MUST_NOT_EXIST);
+    assert_int_equal(r.err, STORE_ECONFLICT);
+    assert_int_equal(r.rev, 1);
+    r = kv_put(s, "c", "k", "v3", 2, 1);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.rev, 2);
+    /* A stale revision loses and tells the current one. */
+    r = kv_put(s, "c", "k", "v4", 2, 1);
+    assert_int_equal(r.err, STORE_ECONFLICT);
+    assert_int_equal(r.rev, 2);
+    expect_kv(s, "c", "k", "v3", 2);
+    /* An expected revision on a missing key conflicts (current 0). */
+    r = kv_put(s, "c", "absent", "x", 1, 2);
+    assert_int_equal(r.err, STORE_ECONFLICT);
+    assert_int_equal(r.rev, 0);
+    assert_int_equal(kv_get(s, "c", "absent").err, STORE_ENOTFOUND);
+    /* A revision of another key does not match. */
+    assert_int_equal(kv_set(s, "c", "other", "o"), 3);
+    assert_int_equal(kv_put(s, "c", "k", "x", 1, 3).err, STORE_ECONFLICT);
+    /* After a delete: must-not-exist succeeds, the old revision fails. */
+    assert_int_equal(kv_del(s, "c", "k"), 0);
+    assert_int_equal(kv_put(s, "c", "k", "x", 1, 2).err, STORE_ECONFLICT);
+    r = kv_put(s, "c", "k", "v5", 2, STORE_META_MUST_NOT_EXIST);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.rev, 4);
+    /* Unconditional always wins. */
+    assert_int_equal(kv_put(s, "c", "k", "v6", 2, 0).rev, 5);
+    expect_kv(s, "c", "k", "v6", 5);
+    store_close(s);
+}
+
+static void test_meta_revisions_survive_reopen(void **state)
+{
+    store_cfg_t c = base_cfg();
+    store_t *s = open_cfg(&c);
+    uint64_t last = 0;
+
+    for (int i = 0; i < 10; i++) {
+        char key[16];
+        uint64_t rev;
+
+        snprintf(key, sizeof(key), "k%d", i % 4);
+        rev = kv_set(s, i % 2 ? "a" : "b", key, "v");
+        assert_true(rev > last);
+        last = rev;
+    }
+    assert_int_equal(last, 10);
+    /* The row holding the highest revision goes away. */
+    assert_int_equal(kv_del(s, "a", "k1"), 0);
+    assert_int_equal(kv_del(s, "b", "k0"), 0);
+    store_close(s);
+    s = open_cfg(&c);
+    expect_kv(s, "a", "k3", "v", 8);
+    assert_int_equal(kv_set(s, "a", "new", "v"), 11);
+    store_close(s);
+    /* The meta row behind the table (as an older file might be), or
+     * missing: the table's highest revision wins. */
+    db_exec("UPDATE meta SET value = 2 WHERE key = 'last_rev'");
+    s = open_cfg(&c);
+    assert_int_equal(kv_set(s, "a", "x", "v"), 12);
+    store_close(s);
+    db_exec("DELETE FROM meta WHERE key = 'last_rev'");
+    s = open_cfg(&c);
+    assert_int_equal(kv_set(s, "a", "y", "v"), 13);
+    store_close(s);
+}
+
+static void test_meta_limits(void **state)
+{
+    char name[STORE_META_NAME_MAX + 2];
+    static const char *const bad[] = {"", "tab\there", "nl\n", "del\x7f",
+                                      "hi\x80", "\xff"};
+    unsigned char *big = malloc(STORE_META_VALUE_MAX + 1);
+    store_t *s = open_default();
+    kv_res_t r = {0};
+    size_t posts;
+
+    assert_non_null(big);
+    memset(big, 0xab, STORE_META_VALUE_MAX + 1);
+    memset(name, 'n', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';               /* 257 bytes */
+    lock();
+    posts = T.posts;
+    unlock();
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(store_meta_put(s, bad[i], "k", "v", 1, 0, NULL,
+                                        on_put, &r), STORE_EINVAL);
+        assert_int_equal(store_meta_put(s, "ns", bad[i], "v", 1, 0, NULL,
+                                        on_put, &r), STORE_EINVAL);
+        assert_int_equal(store_meta_get(s, "ns", bad[i], NULL, on_get, &r),
+                         STORE_EINVAL);
+        assert_int_equal(store_meta_delete(s, bad[i], "k", NULL, on_kv_done,
+                                           &r), STORE_EINVAL);
+        assert_int_equal(store_meta_list(s, bad[i], "", NULL, on_list, &r),
+                         STORE_EINVAL);
+    }
+    /* An empty prefix is fine; a bad one is not. */
+    assert_int_equal(store_meta_list(s, "ns", "a\n", NULL, on_list, &r),
+                     STORE_EINVAL);
+    assert_int_equal(store_meta_list(s, "ns", name, NULL, on_list, &r),
+                     STORE_EINVAL);
+    assert_int_equal(store_meta_put(s, name, "k", "v", 1, 0, NULL, on_put,
+                                    &r), STORE_EINVAL);
+    assert_int_equal(store_meta_put(s, "ns", name, "v", 1, 0, NULL, on_put,
+                                    &r), STORE_EINVAL);
+    assert_int_equal(store_meta_get(s, name, "k", NULL, on_get, &r),
+                     STORE_EINVAL);
+    assert_int_equal(store_meta_put(s, NULL, "k", "v", 1, 0, NULL, on_put,
+                                    &r), STORE_EINVAL);
+    assert_int_equal(store_meta_put(s, "ns", NULL, "v", 1, 0, NULL, on_put,
+                                    &r), STORE_EINVAL);
+    assert_int_equal(store_meta_put(s, "ns", "k", NULL, 1, 0, NULL, on_put,
+                                    &r), STORE_EINVAL);
+    assert_int_equal(store_meta_put(s, "ns", "k", big,
+                                    STORE_META_VALUE_MAX + 1, 0, NULL, on_put,
+                                    &r), STORE_EINVAL);
+    assert_int_equal(r.calls, 0);
+    lock();
+    assert_int_equal(T.posts, posts);
+    unlock();
+    /* The largest names and value; spaces are printable; empty value. */
+    name[STORE_META_NAME_MAX] = '\0';
+    assert_int_equal(kv_put(s, name, name, big, STORE_META_VALUE_MAX, 0).err,
+                     0);
+    r = kv_get(s, name, name);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.len, STORE_META_VALUE_MAX);
+    assert_memory_equal(r.value, big, STORE_META_VALUE_MAX);
+    free(r.value);
+    assert_int_equal(kv_put(s, "a b", " ", NULL, 0, 0).err, 0);
+    r = kv_get(s, "a b", " ");
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.len, 0);
+    free(r.value);
+    r = kv_list(s, name, name);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.entries[0].len, STORE_META_VALUE_MAX);
+    store_meta_entries_free(r.entries, r.n);
+    store_close(s);
+    free(big);
+}
+
+static void test_meta_binary_values(void **state)
+{
+    static const unsigned char bin[] = {0x00, 0xff, 'a', 0x00, 0x80, '\n',
+                                        0x00};
+    store_t *s = open_default();
+    kv_res_t r = kv_put(s, "bin", "k", bin, sizeof(bin), 0);
+
+    assert_int_equal(r.err, 0);
+    r = kv_get(s, "bin", "k");
+    assert_int_equal(r.len, sizeof(bin));
+    assert_memory_equal(r.value, bin, sizeof(bin));
+    free(r.value);
+    r = kv_list(s, "bin", "");
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.entries[0].len, sizeof(bin));
+    assert_memory_equal(r.entries[0].value, bin, sizeof(bin));
+    store_meta_entries_free(r.entries, r.n);
+    store_close(s);
+}
+
+typedef struct loaded {
+    size_t n;
+    size_t stop_at;          /* `each` returns 7 at this call (0 = never) */
+    char keys[8][8];
+    unsigned char values[8][8];
+    size_t lens[8];
+    uint64_t revs[8];
+} loaded_t;
+
+static int load_each(void *ctx, const char *key, const unsigned char *value,
+                     size_t len, uint64_t rev)
+{
+    loaded_t *l = ctx;
+
+    if (l->n == 8 || strlen(key) >= 8 || len > 8)
+        return -100;
+    snprintf(l->keys[l->n], 8, "%s", key);
+    memcpy(l->values[l->n], value, len);
+    l->lens[l->n] = len;
+    l->revs[l->n] = rev;
+    return ++l->n == l->stop_at ? 7 : 0;
+}
+
+static void test_meta_load_sync_at_startup(void **state)
+{
+    store_cfg_t c = base_cfg();
+    store_t *s = open_cfg(&c);
+    loaded_t l = {0};
+    size_t posts;
+
+    kv_set(s, "keys", "k2", "two");
+    kv_put(s, "keys", "k1", "o\0e", 3, 0);
+    kv_set(s, "keys", "k3", "three");
+    kv_set(s, "tenants", "t1", "x");
+    assert_int_equal(kv_del(s, "keys", "k3"), 0);
+    store_close(s);
+    s = open_cfg(&c);
+    lock();
+    posts = T.posts;
+    unlock();
+    assert_int_equal(store_meta_load_sync(s, "keys", load_each, &l), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.keys[0], "k1");
+    assert_int_equal(l.lens[0], 3);
+    assert_memory_equal(l.values[0], "o\0e", 3);
+    assert_int_equal(l.revs[0], 2);
+    assert_string_equal(l.keys[1], "k2");
+    assert_memory_equal(l.values[1], "two", 3);
+    assert_int_equal(l.revs[1], 1);
+    /* `each` stops the load with its own value. */
+    memset(&l, 0, sizeof(l));
+    l.stop_at = 1;
+    assert_int_equal(store_meta_load_sync(s, "keys", load_each, &l), 7);
+    assert_int_equal(l.n, 1);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(store_meta_load_sync(s, "empty", load_each, &l), 0);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(store_meta_load_sync(s, "", load_each, &l),
+                     STORE_EINVAL);
+    assert_int_equal(store_meta_load_sync(s, "bad\n", load_each, &l),
+                     STORE_EINVAL);
+    assert_int_equal(l.n, 0);
+    /* Nothing went through post: no loop has to run. */
+    lock();
+    assert_int_equal(T.posts, posts);
+    unlock();
+    store_close(s);
+}
+
+enum { KV_THREADS = 4, KV_PUTS = 60, KV_INCRS = 15 };
+
+typedef struct kv_thread {
+    store_t *s;
+    int id;
+    kv_res_t puts[KV_PUTS];
+    uint64_t incr_revs[KV_INCRS];
+    int failed;
+} kv_thread_t;
+
+/* One compare-and-set increment of the shared counter, retried on
+ * conflict. Its revision, or 0 on failure. */
+static uint64_t kv_increment(store_t *s)
+{
+    for (;;) {
+        kv_res_t g = {0}, w = {0};
+        uint64_t v = 0, expect;
+
+        if (store_meta_get(s, "ctr", "n", NULL, on_get, &g) || !kv_wait(&g))
+            return 0;
+        if (g.err == 0 && g.len == sizeof(v))
+            memcpy(&v, g.value, sizeof(v));
+        free(g.value);
+        if (g.err && g.err != STORE_ENOTFOUND)
+            return 0;
+        expect = g.err ? STORE_META_MUST_NOT_EXIST : g.rev;
+        v++;
+        if (store_meta_put(s, "ctr", "n", &v, sizeof(v), expect, NULL, on_put,
+                           &w) || !kv_wait(&w))
+            return 0;
+        if (w.err != STORE_ECONFLICT)
+            return w.err ? 0 : w.rev;
+    }
+}
+
+static void *kv_thread_main(void *p)
+{
+    kv_thread_t *t = p;
+
+    for (int i = 0; i < KV_PUTS; i++) {
+        char key[32];
+
+        snprintf(key, sizeof(key), "t%d.k%03d", t->id, i);
+        if (store_meta_put(t->s, "conc", key, key, strlen(key), 0, NULL,
+                           on_put, &t->puts[i]))
+            t->failed++;
+    }
+    for (int i = 0; i < KV_INCRS; i++)
+        if (!(t->incr_revs[i] = kv_increment(t->s)))
+            t->failed++;
+    for (int i = 0; i < KV_PUTS; i++)
+        if (!kv_wait(&t->puts[i]) || t->puts[i].err)
+            t->failed++;
+    return NULL;
+}
+
+static void test_meta_concurrent_puts(void **state)
+{
+    enum { MAXREV = KV_THREADS * (KV_PUTS + KV_INCRS) };
+    store_t *s = open_default();
+    kv_thread_t *t = calloc(KV_THREADS, sizeof(*t));
+    bool *seen = calloc(MAXREV + 1, sizeof(*seen));
+    pthread_t th[KV_THREADS];
+    uint64_t v;
+    kv_res_t r;
+
+    assert_non_null(t);
+    assert_non_null(seen);
+    for (int i = 0; i < KV_THREADS; i++) {
+        t[i].s = s;
+        t[i].id = i;
+        assert_int_equal(pthread_create(&th[i], NULL, kv_thread_main, &t[i]),
+                         0);
+    }
+    for (int i = 0; i < KV_THREADS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < KV_THREADS; i++) {
+        uint64_t last = 0;
+
+        assert_int_equal(t[i].failed, 0);
+        /* Revisions are unique, and increase in each thread's order. */
+        for (int j = 0; j < KV_PUTS; j++) {
+            uint64_t rev = t[i].puts[j].rev;
+
+            assert_true(rev > last && rev <= MAXREV);
+            assert_false(seen[rev]);
+            seen[rev] = true;
+            last = rev;
+        }
+        for (int j = 0; j < KV_INCRS; j++) {
+            uint64_t rev = t[i].incr_revs[j];
+
+            assert_true(rev > 0 && rev <= MAXREV);
+            assert_false(seen[rev]);
+            seen[rev] = true;
+        }
+    }
+    /* Every increment counted exactly once. */
+    r = kv_get(s, "ctr", "n");
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.len, sizeof(v));
+    memcpy(&v, r.value, sizeof(v));
+    free(r.value);
+    assert_int_equal(v, KV_THREADS * KV_INCRS);
+    r = kv_list(s, "conc", "");
+    assert_int_equal(r.n, KV_THREADS * KV_PUTS);
+    for (size_t i = 0; i < r.n; i++) {
+        assert_int_equal(r.entries[i].len, strlen(r.entries[i].key));
+        assert_memory_equal(r.entries[i].value, r.entries[i].key,
+                            r.entries[i].len);
+    }
+    store_meta_entries_free(r.entries, r.n);
+    store_close(s);
+    free(t);
+    free(seen);
+}
+
+/* Holds the writer inside a first commit while writes of both kinds
+ * queue; they then share one transaction. */
+static void test_meta_and_appends_one_batch(void **state)
+{
+    store_t *s = open_default();
+    rec_t a[4] = {{0}};
+    kv_res_t p[4] = {{0}};
+    msg_t *m;
+
+    T.commit_gate.armed = true;
+    m = mk("t", "events.first", "1", clock_now_ms());
+    assert_int_equal(store_append(s, m, NULL, on_append, &a[0]), 0);
+    msg_unref(m);
+    gate_wait_entered(&T.commit_gate);
+    assert_int_equal(store_meta_put(s, "b", "k1", "1", 1,
+                                    STORE_META_MUST_NOT_EXIST, NULL, on_put,
+                                    &p[0]), 0);
+    m = mk_dedup("t", "events.b", "z");
+    assert_int_equal(store_append(s, m, NULL, on_append, &a[1]), 0);
+    msg_unref(m);
+    /* Sees the put queued before it, in the same transaction. */
+    assert_int_equal(store_meta_put(s, "b", "k1", "2", 1,
+                                    STORE_META_MUST_NOT_EXIST, NULL, on_put,
+                                    &p[1]), 0);
+    assert_int_equal(store_meta_put(s, "b", "k2", "3", 1, 0, NULL, on_put,
+                                    &p[2]), 0);
+    assert_int_equal(store_meta_delete(s, "b", "k2", NULL, on_kv_done, &p[3]),
+                     0);
+    m = mk_dedup("t", "events.b", "z");
+    assert_int_equal(store_append(s, m, NULL, on_append, &a[2]), 0);
+    msg_unref(m);
+    m = mk("t", "events.b", "last", clock_now_ms());
+    assert_int_equal(store_append(s, m, NULL, on_append, &a[3]), 0);
+    msg_unref(m);
+    gate_open(&T.commit_gate);
+    wait_done(4);
+    for (int i = 0; i < 4; i++)
+        assert_true(kv_wait(&p[i]));
+    assert_int_equal(a[1].seq, 2);
+    assert_int_equal(a[2].seq, 2);
+    assert_int_equal(a[2].dup, 1);
+    assert_int_equal(a[3].seq, 3);
+    assert_int_equal(p[0].err, 0);
+    assert_int_equal(p[0].rev, 1);
+    assert_int_equal(p[1].err, STORE_ECONFLICT);
+    assert_int_equal(p[1].rev, 1);
+    assert_int_equal(p[2].rev, 2);
+    assert_int_equal(p[3].err, 0);
+    /* Two transactions in all. */
+    lock();
+    assert_int_equal(T.latency_calls, 2);
+    assert_int_equal(T.committed, 3);
+    assert_true(T.completion_after_commit);
+    unlock();
+    assert_int_equal(stats(s).commits, 2);
+    expect_kv(s, "b", "k1", "1", 1);
+    assert_int_equal(kv_get(s, "b", "k2").err, STORE_ENOTFOUND);
+    store_close(s);
+}
+
+/* A batch that fails takes its metadata writes and repeats down with it;
+ * their revisions are handed out again. */
+static void test_failed_batch_fails_meta_and_dedup(void **state)
+{
+    store_t *s = open_default();
+    rec_t a[3] = {{0}};
+    kv_res_t p = {0};
+    msg_t *m;
+
+    assert_int_equal(append_dedup(s, "t", "events.ok", "k").seq, 1);
+    db_exec("CREATE TRIGGER fail_inserts BEFORE INSERT ON messages"
+            " WHEN NEW.subject = 'events.fail'"
+            " BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    T.commit_gate.armed = true;
+    m = mk("t", "events.ok", "gate", clock_now_ms());
+    assert_int_equal(store_append(s, m, NULL, on_append, &a[0]), 0);
+    msg_unref(m);
+    gate_wait_entered(&T.commit_gate);
+    m = mk_dedup("t", "events.ok", "k");
+    assert_int_equal(store_append(s, m, NULL, on_append, &a[1]), 0);
+    msg_unref(m);
+    assert_int_equal(store_meta_put(s, "f", "k", "v", 1, 0, NULL, on_put, &p),
+                     0);
+    m = mk("t", "events.fail", "boom", clock_now_ms());
+    assert_int_equal(store_append(s, m, NULL, on_append, &a[2]), 0);
+    msg_unref(m);
+    gate_open(&T.commit_gate);
+    wait_done(4);
+    assert_true(kv_wait(&p));
+    assert_int_equal(a[0].err, 0);
+    assert_int_equal(a[1].err, STORE_EIO);
+    assert_int_equal(a[1].seq, 0);
+    assert_int_equal(a[1].dup, 0);
+    assert_int_equal(p.err, STORE_EIO);
+    assert_int_equal(p.rev, 0);
+    assert_int_equal(a[2].err, STORE_EIO);
+    assert_int_equal(kv_get(s, "f", "k").err, STORE_ENOTFOUND);
+    assert_int_equal(stats(s).duplicates, 0);
+    db_exec("DROP TRIGGER fail_inserts");
+    assert_int_equal(kv_set(s, "f", "k", "v"), 1);
+    assert_int_equal(append_dedup(s, "t", "events.ok", "k").dup, 1);
+    store_close(s);
+}
+
+static void test_close_answers_queued_meta(void **state)
+{
+    store_cfg_t c = base_cfg();
+    store_t *s;
+    kv_res_t put = {0}, del = {0};
+    msg_t *m;
+    rec_t a = {0};
+
+    s = open_cfg(&c);
+    T.commit_gate.armed = true;
+    m = mk("t", "events.c", "1", clock_now_ms());
+    assert_int_equal(store_append(s, m, NULL, on_append, &a), 0);
+    msg_unref(m);
+    gate_wait_entered(&T.commit_gate);
+    assert_int_equal(store_meta_put(s, "n", "k", "v", 1, 0, NULL, on_put,
+                                    &put), 0);
+    assert_int_equal(store_meta_delete(s, "n", "nope", NULL, on_kv_done,
+                                       &del), 0);
+    gate_open(&T.commit_gate);
+    store_close(s);
+    /* Queued writes were committed and answered before close returned. */
+    assert_int_equal(put.calls, 1);
+    assert_int_equal(put.err, 0);
+    assert_int_equal(del.calls, 1);
+    assert_int_equal(del.err, STORE_ENOTFOUND);
+    s = open_cfg(&c);
+    expect_kv(s, "n", "k", "v", put.rev);
+    store_close(s);
+}
+
+/* A file written by schema 1 (no dedup column, no meta_kv) is upgraded. */
+static void test_migrates_schema_1(void **state)
+{
+    const char *all[] = {">"};
+    store_cfg_t c = base_cfg();
+    store_t *s = open_cfg(&c);
+    result_t r;
+
+    append_ok(s, "t", "events.old", "kept");
+    store_close(s);
+    db_exec("DROP INDEX messages_dedup;"
+            "ALTER TABLE messages DROP COLUMN dedup;"
+            "DROP TABLE meta_kv;"
+            "DELETE FROM meta WHERE key = 'last_rev';"
+            "PRAGMA user_version = 1");
+    s = open_cfg(&c);
+    r = read_wait(s, "t", all, 1, 0, 10, 0);
+    assert_int_equal(r.n, 1);
+    assert_null(r.msgs[0]->dedup);
+    store_msgs_free(r.msgs, r.n);
+    assert_int_equal(append_dedup(s, "t", "events.new", "d").seq, 2);
+    assert_int_equal(append_dedup(s, "t", "events.new", "d").dup, 1);
+    assert_int_equal(kv_set(s, "n", "k", "v"), 1);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1641,6 +2586,24 @@ int main(void)
         T_(test_seq_before_time),
         T_(test_ping_and_failed_commit),
         T_(test_stream_for),
+        T_(test_dedup_second_append_returns_first),
+        T_(test_dedup_within_one_batch),
+        T_(test_dedup_scopes_do_not_collide),
+        T_(test_dedup_survives_reopen),
+        T_(test_dedup_key_free_after_retention),
+        T_(test_dedup_limits),
+        T_(test_meta_put_get_delete),
+        T_(test_meta_list_prefix),
+        T_(test_meta_cas),
+        T_(test_meta_revisions_survive_reopen),
+        T_(test_meta_limits),
+        T_(test_meta_binary_values),
+        T_(test_meta_load_sync_at_startup),
+        T_(test_meta_concurrent_puts),
+        T_(test_meta_and_appends_one_batch),
+        T_(test_failed_batch_fails_meta_and_dedup),
+        T_(test_close_answers_queued_meta),
+        T_(test_migrates_schema_1),
 #undef T_
     };
 
