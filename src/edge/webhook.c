@@ -9,6 +9,10 @@
  * original request: method, path, query, content type, headers (names
  * lower-cased, repeated fields joined with ", ", hop-by-hop fields
  * removed) and the raw body, byte for byte.
+ *
+ * Providers retry. A delivery id header (X-GitHub-Delivery, webhook-id,
+ * ...) makes ingest idempotent: a repeat is answered 202 with the original
+ * id and "duplicate": true, and is neither stored nor delivered again.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -35,6 +39,13 @@ static const char *const hop_by_hop[] = {
 static const char *const event_headers[] = {
     "X-GitHub-Event", "X-Gitlab-Event", "X-Gitea-Event", "X-Event-Key",
     "X-Event-Type", "X-Webhook-Event", NULL,
+};
+
+/* Headers that carry a provider's delivery id: a retried delivery with the
+ * same id is stored once (the store answers with the original sequence). */
+static const char *const delivery_headers[] = {
+    "X-GitHub-Delivery", "X-Gitea-Delivery", "X-Gitlab-Event-UUID",
+    "webhook-id", "svix-id", "X-Delivery-Id", NULL,
 };
 
 static bool is_hop_by_hop(const http_req_t *r, const http_header_t *h)
@@ -210,6 +221,18 @@ static void set_event(const http_req_t *r, msg_t *m)
     }
 }
 
+static void set_dedup(const http_req_t *r, msg_t *m)
+{
+    for (int i = 0; delivery_headers[i]; i++) {
+        size_t len;
+        const char *v = http_header(r, delivery_headers[i], &len);
+        if (v && len > 0 && len <= STORE_DEDUP_MAX) {
+            msg_set(&m->dedup, v, len);
+            return;
+        }
+    }
+}
+
 static void accepted(void *arg, int err, msg_t *m)
 {
     http_req_t *r = arg;
@@ -238,6 +261,8 @@ static void accepted(void *arg, int err, msg_t *m)
     json_append_str(&b, r->head.path, r->head.path_len);
     buf_append_str(&b, ",\"source\":");
     json_append_str(&b, source, dot ? (size_t)(dot - source) : strlen(source));
+    if (m->duplicate)
+        buf_append_str(&b, ",\"duplicate\":true");
     buf_append_byte(&b, ',');
     edge_reply_accepted(r, &b, m);
 }
@@ -275,6 +300,7 @@ void webhook_handle(http_req_t *r)
         (ct && msg_set(&m->content_type, ct, ctlen)))
         goto nomem;
     set_event(r, m);
+    set_dedup(r, m);
     payload = (unsigned char *)buf_steal(&r->body, &plen);
     msg_set_payload(m, payload, plen);
     http_req_hold(r);

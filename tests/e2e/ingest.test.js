@@ -4,7 +4,7 @@
 // payload byte-exact as json / text / base64).
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Server, postWebhook, publish } from './lib/server.js';
 import { rawRequest } from './lib/rawhttp.js';
 import { readEvents } from './lib/readback.js';
@@ -76,6 +76,30 @@ describe('webhook ingest', () => {
     assert.equal(ev.data.query, undefined, 'no query: no "query" field');
     assert.equal(ev.data.payloadEncoding, 'json');
     assert.deepEqual(ev.data.payload, { action: 'opened', number: 1 });
+  });
+
+  test('a retried delivery (same X-GitHub-Delivery / webhook-id) is stored once and answered with the original id', async () => {
+    const path = '/webhook/github/dedupe/repo';
+    const hdr = { 'X-GitHub-Delivery': randomUUID() };
+    const first = await postWebhook(s, path, { try: 1 }, hdr);
+    assertAccepted(first, { path, source: 'github', subject: 'webhooks.github.dedupe.repo' });
+    const again = await postWebhook(s, path, { try: 2 }, hdr);
+    assert.equal(again.status, 202, again.text);
+    assert.equal(again.body.id, first.body.id, 'the retry gets the original id');
+    assert.equal(again.body.duplicate, true);
+    // another delivery id (Standard Webhooks header) is a new message
+    const msgId = `msg_${randomUUID()}`;
+    const other = await postWebhook(s, path, { try: 3 }, { 'webhook-id': msgId });
+    assert.notEqual(other.body.id, first.body.id);
+    assert.equal(other.body.duplicate, undefined);
+    const repeat = await postWebhook(s, path, { try: 4 }, { 'webhook-id': msgId });
+    assert.equal(repeat.body.id, other.body.id);
+    // the stream holds exactly the two originals, with the first bodies
+    const evs = await readEvents(s, {
+      subject: 'webhooks.github.dedupe.repo', since: '0', timeout: 1500,
+    });
+    assert.deepEqual(evs.map((e) => e.id), [first.body.id, other.body.id]);
+    assert.deepEqual(evs.map((e) => e.data.payload.try), [1, 3]);
   });
 
   test('PUT, PATCH and DELETE are accepted and keep their method; GET is 405', async () => {
