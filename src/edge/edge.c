@@ -10,7 +10,6 @@
 
 #include "core/clock.h"
 #include "core/json.h"
-#include "core/utf8.h"
 #include "ops/log.h"
 #include "ops/metrics.h"
 #include "ops/status.h"
@@ -54,16 +53,6 @@ int edge_parse_since(const char *s, size_t len, hub_since_t *out)
         return 0;
     }
     return -1;
-}
-
-bool edge_event_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > EDGE_EVENT_MAX || !utf8_valid(s, len))
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return false;
-    return true;
 }
 
 int edge_deliver(conn_t *c, sbuf_t *frame, int proto)

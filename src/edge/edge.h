@@ -17,7 +17,6 @@
 #include "ops/config.h"
 
 #define EDGE_DEFAULT_TENANT "default"
-#define EDGE_EVENT_MAX 128
 
 /* Registers every endpoint; cfg stays referenced (it outlives serving). */
 void edge_register_routes(const config_t *cfg);
@@ -27,9 +26,6 @@ const config_t *edge_cfg(void);
  * or an RFC 3339 time. -1 when it is none of these. */
 int edge_parse_since(const char *s, size_t len, hub_since_t *out);
 
-/* True when an event type is acceptable: 1..EDGE_EVENT_MAX bytes of UTF-8
- * without control characters. */
-bool edge_event_valid(const char *s, size_t len);
 
 /* Builds a message from a publish request body (JSON object with
  * "subject", optional "event", "data"); `data` is kept byte-exact.

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "auth/principal.h"
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/subject.h"
@@ -71,7 +72,7 @@ msg_t *edge_publish_parse(const char *json, size_t len, const char *tenant,
     }
     if (ev && !json_is_null(ev) &&
         (!json_is_string(ev) ||
-         !edge_event_valid(json_string_value(ev), json_string_length(ev)))) {
+         !perm_valid_event_type(json_string_value(ev), json_string_length(ev)))) {
         *why = "\"event\" must be a string of 1 to 128 printable characters";
         goto out;
     }

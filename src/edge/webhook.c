@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/principal.h"
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/subject.h"
@@ -214,7 +215,7 @@ static void set_event(const http_req_t *r, msg_t *m)
     for (int i = 0; event_headers[i]; i++) {
         size_t len;
         const char *v = http_header(r, event_headers[i], &len);
-        if (v && edge_event_valid(v, len)) {
+        if (v && perm_valid_event_type(v, len)) {
             msg_set(&m->event, v, len);
             return;
         }
