@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "edge/edge.h"
@@ -122,6 +123,32 @@ static void on_signal(uv_signal_t *h, int signum)
         uv_timer_start(&s->poll, on_poll, SHUTDOWN_POLL_MS, SHUTDOWN_POLL_MS);
     } else if (s->phase == 1) {
         s->deadline = 0;     /* second signal: no more grace */
+    }
+}
+
+/* Connections need file descriptors: raise the soft limit as far as the
+ * hard limit allows, and keep max_connections below what is available
+ * (the store, listeners and spares need a few dozen). */
+static void fit_fd_limit(config_t *c)
+{
+    struct rlimit rl;
+    const rlim_t reserve = 128;
+    rlim_t want = (rlim_t)c->max_connections + reserve;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < want) {
+        int64_t fit = rl.rlim_cur > reserve * 2 ? (int64_t)(rl.rlim_cur - reserve)
+                                                : (int64_t)rl.rlim_cur / 2;
+        LOG_WARN("max_connections lowered to fit the open files limit",
+                 "\"max_connections\":%lld,\"open_files\":%llu", (long long)fit,
+                 (unsigned long long)rl.rlim_cur);
+        c->max_connections = fit;
     }
 }
 
@@ -239,6 +266,7 @@ int serve_main(int argc, char **argv)
     }
     log_set_level(log_level_parse(s.cfg.log_level));
     signal(SIGPIPE, SIG_IGN);
+    fit_fd_limit(&s.cfg);
     mkdir(s.cfg.data_dir, 0700);
     if (open_store(&s, err, sizeof err)) {
         LOG_ERROR("cannot open the store", "\"error\":\"%s\"", log_str(err, (size_t)-1));

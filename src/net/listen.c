@@ -1,5 +1,12 @@
 /*
  * listen.c - per-loop SO_REUSEPORT listeners. See listen.h.
+ *
+ * Out of file descriptors (EMFILE/ENFILE), a pending connection can be
+ * neither accepted nor left alone: left in the queue, it makes the socket
+ * readable forever and the loop spins. Each listener therefore keeps one
+ * spare descriptor; when accepting fails for lack of descriptors it frees
+ * the spare, accepts and closes the pending connection at once (the client
+ * sees the connection close rather than hang), and takes the spare again.
  */
 #include "net/listen.h"
 
@@ -9,13 +16,41 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include "ops/log.h"
+#include "ops/metrics.h"
 
 typedef struct listener {
     uv_tcp_t tcp;
     loop_t *loop;
     listen_accept_fn cb;
+    int spare_fd;                 /* released to shed a connection on EMFILE */
+    uint64_t last_warn_ms;
 } listener_t;
+
+static void shed_connection(listener_t *ls)
+{
+    uv_os_fd_t fd;
+    int c;
+
+    if (ls->spare_fd >= 0) {
+        close(ls->spare_fd);
+        ls->spare_fd = -1;
+    }
+    if (uv_fileno((uv_handle_t *)&ls->tcp, &fd) == 0 &&
+        (c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+        close(c);
+        METRIC_INC(refused_conns);
+    }
+    ls->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (loop_now(ls->loop) - ls->last_warn_ms > 10000) {
+        ls->last_warn_ms = loop_now(ls->loop);
+        LOG_WARN("out of file descriptors: refusing connections",
+                 "\"loop\":%d", ls->loop->index);
+    }
+}
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -23,6 +58,8 @@ static void on_connection(uv_stream_t *server, int status)
 
     if (status == 0)
         ls->cb(ls->loop, server);
+    else if (status == UV_EMFILE || status == UV_ENFILE)
+        shed_connection(ls);
 }
 
 static int open_socket(const char *host, int port, int *bound_port, char *err,
@@ -57,6 +94,8 @@ static int open_socket(const char *host, int port, int *bound_port, char *err,
     return fd;
 }
 
+static void free_listener(uv_handle_t *h);
+
 int listen_start(loop_t *l, const char *host, int port, int *bound_port,
                  listen_accept_fn cb, char *err, size_t errlen)
 {
@@ -74,18 +113,26 @@ int listen_start(loop_t *l, const char *host, int port, int *bound_port,
     }
     ls->loop = l;
     ls->cb = cb;
+    ls->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     uv_tcp_init(&l->uv, &ls->tcp);
     ls->tcp.data = ls;
     if (uv_tcp_open(&ls->tcp, fd) || uv_listen((uv_stream_t *)&ls->tcp, 1024, on_connection)) {
         snprintf(err, errlen, "cannot listen on %s:%d", host, port);
-        uv_close((uv_handle_t *)&ls->tcp, NULL);
+        uv_close((uv_handle_t *)&ls->tcp, free_listener);
         return -1;
     }
     l->listener = ls;
     return 0;
 }
 
-static void free_listener(uv_handle_t *h) { free(h->data); }
+static void free_listener(uv_handle_t *h)
+{
+    listener_t *ls = h->data;
+
+    if (ls->spare_fd >= 0)
+        close(ls->spare_fd);
+    free(ls);
+}
 
 void listen_stop(loop_t *l)
 {
