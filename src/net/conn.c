@@ -282,53 +282,100 @@ static void linger(conn_t *c)
         c->reading = true;
 }
 
-static void on_write(uv_write_t *req, int status)
+/* Some output was written: count it, restart the slow-consumer grace when
+ * the queue is back under the soft limit, and after the last byte close
+ * (when asked to) or tell the protocol. */
+static void wrote(conn_t *c, size_t bytes_before)
 {
-    conn_t *c = req->data;
-    size_t sent = c->out_bytes;
-
-    c->writing = false;
-    release_out(c, c->inflight);
-    c->inflight = 0;
-    METRIC_ADD(bytes_out, (uint64_t)(sent - c->out_bytes));
+    METRIC_ADD(bytes_out, (uint64_t)(bytes_before - c->out_bytes));
     if (c->out_bytes <= c->out_limit)
-        c->over_since = 0;                 /* caught up: the grace restarts */
-    if (status < 0) {
-        if (status != UV_ECANCELED)
-            LOG_DEBUG("write failed", "\"conn\":%lu,\"error\":\"%s\"",
-                      (unsigned long)c->id, uv_err_name(status));
-        conn_close(c);
-        conn_release(c);
-        return;
-    }
-    if (c->closing) {
-        conn_release(c);
-        return;
-    }
+        c->over_since = 0;
     if (c->out_count) {
-        list_insert_tail(&c->loop->flush_list, &c->flush_node);
+        if (list_empty(&c->flush_node))
+            list_insert_tail(&c->loop->flush_list, &c->flush_node);
     } else if (c->close_after_flush) {
         linger(c);
     } else if (c->proto->on_drain) {
         c->proto->on_drain(c);
     }
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    conn_t *c = req->data;
+    size_t before = c->out_bytes;
+
+    c->writing = false;
+    release_out(c, c->inflight);
+    c->inflight = 0;
+    if (status < 0) {
+        if (status != UV_ECANCELED)
+            LOG_DEBUG("write failed", "\"conn\":%lu,\"error\":\"%s\"",
+                      (unsigned long)c->id, uv_err_name(status));
+        conn_close(c);
+    } else if (!c->closing) {
+        wrote(c, before);
+    }
     conn_release(c);
 }
 
-/* The loop's flush hook: one writev of up to CONN_WRITE_BATCH buffers. */
+/* Releases the queue entries the first `bytes` written bytes cover and
+ * advances the offset of a partly written one. */
+static void consume_written(conn_t *c, size_t bytes)
+{
+    while (bytes && c->out_count) {
+        conn_out_t *o = &c->outq[c->out_head];
+        size_t left = o->buf->len - o->off;
+        if (bytes < left) {
+            o->off += bytes;
+            c->out_bytes -= bytes;
+            return;
+        }
+        bytes -= left;
+        release_out(c, 1);
+    }
+}
+
+static size_t fill_bufs(conn_t *c, uv_buf_t *bufs)
+{
+    size_t n = 0;
+
+    for (; n < c->out_count && n < CONN_WRITE_BATCH; n++) {
+        conn_out_t *o = &c->outq[(c->out_head + n) % c->out_cap];
+        bufs[n] = uv_buf_init(o->buf->data + o->off, (unsigned)(o->buf->len - o->off));
+    }
+    return n;
+}
+
+/* The loop's flush hook: one writev of up to CONN_WRITE_BATCH buffers.
+ * Most of the time the socket takes it all at once (uv_try_write), which
+ * costs no epoll registration; only what it leaves goes through uv_write
+ * and its write callback. */
 static void flush_one(list_node_t *node)
 {
     conn_t *c = container_of(node, conn_t, flush_node);
     uv_buf_t bufs[CONN_WRITE_BATCH];
-    size_t n = 0;
+    size_t n, before = c->out_bytes;
     int rc;
 
     list_remove(node);
     if (c->closing || c->writing || c->out_count == 0)
         return;
-    for (; n < c->out_count && n < CONN_WRITE_BATCH; n++) {
-        conn_out_t *o = &c->outq[(c->out_head + n) % c->out_cap];
-        bufs[n] = uv_buf_init(o->buf->data + o->off, (unsigned)(o->buf->len - o->off));
+    n = fill_bufs(c, bufs);
+    rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
+    if (rc < 0 && rc != UV_EAGAIN) {
+        conn_close(c);
+        return;
+    }
+    if (rc > 0) {
+        consume_written(c, (size_t)rc);
+        if (c->out_count == 0 || c->outq[c->out_head].off == 0) {
+            /* everything tried went out: done, or the next batch is due */
+            wrote(c, before);
+            return;
+        }
+        n = fill_bufs(c, bufs);
+        METRIC_ADD(bytes_out, (uint64_t)(before - c->out_bytes));
     }
     c->wreq.data = c;
     rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_write);
