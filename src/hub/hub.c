@@ -231,13 +231,17 @@ int hub_publish(msg_t *m, loop_t *origin, hub_publish_cb cb, void *arg)
             free(p);
         return rc;
     }
-    broadcast(&m, 1);
+    /* The completion is queued before the fan-out so the publisher's
+     * answer does not wait behind this loop's deliveries; it still runs
+     * after broadcast() handed the message to every loop, since this
+     * function runs on origin and returns first. */
     p->m = msg_ref(m);
     if (loop_post(origin, live_published, p)) {
         msg_unref(m);
         free(p);
         return STORE_ENOMEM;
     }
+    broadcast(&m, 1);
     return 0;
 }
 
