@@ -24,7 +24,6 @@
 #include "auth/keys.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +32,7 @@
 
 #include "auth/cidr.h"
 #include "core/clock.h"
+#include "core/errmsg.h"
 #include "core/utf8.h"
 
 #define KEYS__MS_MAX 253402300799999ll /* 9999-12-31T23:59:59.999Z */
@@ -79,20 +79,6 @@ struct keys_reg {
     keys__rec_t **v;               /* sorted by id */
     size_t n, cap;
 };
-
-static void keys__err(char *err, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void keys__err(char *err, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || cap == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-}
 
 const char *keys_auth_name(keys_auth_t r)
 {
@@ -177,17 +163,17 @@ static int keys__parse_cidrs(keys__rec_t *r, const json_t *arr, char *err,
     if (arr == NULL || json_is_null(arr))
         return 0;
     if (!json_is_array(arr)) {
-        keys__err(err, cap, "cidrs: must be an array of strings");
+        errmsg(err, cap, "cidrs: must be an array of strings");
         return KEYS_EINVAL;
     }
     if ((n = json_array_size(arr)) > KEYS_CIDRS_MAX) {
-        keys__err(err, cap, "cidrs: more than %d entries", KEYS_CIDRS_MAX);
+        errmsg(err, cap, "cidrs: more than %d entries", KEYS_CIDRS_MAX);
         return KEYS_EINVAL;
     }
     if (n == 0)
         return 0;
     if ((r->cidrs.v = calloc(n, sizeof *r->cidrs.v)) == NULL) {
-        keys__err(err, cap, "out of memory");
+        errmsg(err, cap, "out of memory");
         return KEYS_EINTERNAL;
     }
     for (i = 0; i < n; i++) {
@@ -195,13 +181,13 @@ static int keys__parse_cidrs(keys__rec_t *r, const json_t *arr, char *err,
         int rc;
 
         if (!json_is_string(e)) {
-            keys__err(err, cap, "cidrs[%zu]: must be a string", i);
+            errmsg(err, cap, "cidrs[%zu]: must be a string", i);
             return KEYS_EINVAL;
         }
         rc = cidr_parse(json_string_value(e), json_string_length(e),
                         &r->cidrs.v[i]);
         if (rc != 0) {
-            keys__err(err, cap, "cidrs[%zu]: %s", i, cidr_strerror(rc));
+            errmsg(err, cap, "cidrs[%zu]: %s", i, cidr_strerror(rc));
             return KEYS_EINVAL;
         }
         r->cidrs.n = i + 1;
@@ -223,12 +209,12 @@ static int keys__rec_fill(keys__rec_t *r, const char *tenant,
     int rc;
 
     if (!principal_valid_tenant(tenant, tenant_len)) {
-        keys__err(err, cap, "tenant: must be 1 to %d characters of "
+        errmsg(err, cap, "tenant: must be 1 to %d characters of "
                   "[A-Za-z0-9_-]", PRINCIPAL_TENANT_MAX);
         return KEYS_EINVAL;
     }
     if (!keys__valid_name(name, name_len)) {
-        keys__err(err, cap, "name: must be 1 to %d bytes of UTF-8 without "
+        errmsg(err, cap, "name: must be 1 to %d bytes of UTF-8 without "
                   "control characters", KEYS_NAME_MAX);
         return KEYS_EINVAL;
     }
@@ -247,7 +233,7 @@ static int keys__rec_fill(keys__rec_t *r, const char *tenant,
                                  &perm, r->superadmin, r->expires_ms);
     if (r->principal == NULL) {
         perm_free(&perm);
-        keys__err(err, cap, "out of memory");
+        errmsg(err, cap, "out of memory");
         return KEYS_EINTERNAL;
     }
     return 0;
@@ -511,18 +497,18 @@ static int keys__create(keys_reg_t *reg, const keys_create_req_t *req,
     memset(key_out, 0, APIKEY_LEN + 1);
     *record_out = NULL;
     if (req->ttl_ms < 0 || req->ttl_ms > KEYS_TTL_MAX_MS) {
-        keys__err(err, cap, "ttl: must be 0 (never expires) up to %lld ms",
+        errmsg(err, cap, "ttl: must be 0 (never expires) up to %lld ms",
                   (long long)KEYS_TTL_MAX_MS);
         goto fail;
     }
     if (req->now_ms <= 0 || req->now_ms > KEYS__MS_MAX - KEYS_TTL_MAX_MS) {
-        keys__err(err, cap, "now: not a plausible time");
+        errmsg(err, cap, "now: not a plausible time");
         goto fail;
     }
     rc = KEYS_EINTERNAL;
     if ((r = keys__rec_new()) == NULL ||
         apikey_generate(r->id, key_out, r->st.hash) != 0) {
-        keys__err(err, cap, "cannot generate a key");
+        errmsg(err, cap, "cannot generate a key");
         goto fail;
     }
     r->created_ms = req->now_ms;
@@ -535,7 +521,7 @@ static int keys__create(keys_reg_t *reg, const keys_create_req_t *req,
         goto fail;
     rc = KEYS_EINTERNAL;
     if ((rec_json = keys__record_json(r, &r->st)) == NULL) {
-        keys__err(err, cap, "out of memory");
+        errmsg(err, cap, "out of memory");
         goto fail;
     }
     pthread_rwlock_wrlock(&reg->lock);
@@ -543,7 +529,7 @@ static int keys__create(keys_reg_t *reg, const keys_create_req_t *req,
     rc = found ? KEYS_EINTERNAL : keys__insert(reg, pos, r);
     pthread_rwlock_unlock(&reg->lock);
     if (rc != 0) {
-        keys__err(err, cap, rc == KEYS_EFULL ? "too many keys"
+        errmsg(err, cap, rc == KEYS_EFULL ? "too many keys"
                   : found ? "key id collision, try again" : "out of memory");
         goto fail;
     }
@@ -579,7 +565,7 @@ int keys_bootstrap(keys_reg_t *reg, const char *tenant, size_t tenant_len,
     if (perms == NULL) {
         memset(key_out, 0, APIKEY_LEN + 1);
         *record_out = NULL;
-        keys__err(err, errcap, "out of memory");
+        errmsg(err, errcap, "out of memory");
         return KEYS_EINTERNAL;
     }
     rc = keys__create(reg, &req, true, key_out, record_out, err, errcap);
@@ -649,26 +635,26 @@ int keys_rotate(keys_reg_t *reg, const char *id, size_t id_len,
     memset(&st, 0, sizeof st);
     *record_out = NULL;
     if (grace_ms < 0 || grace_ms > KEYS_GRACE_MAX_MS) {
-        keys__err(err, errcap, "grace: must be 0 up to %lld ms",
+        errmsg(err, errcap, "grace: must be 0 up to %lld ms",
                   (long long)KEYS_GRACE_MAX_MS);
         goto fail;
     }
     if (!keys__valid_id(id, id_len)) {
-        keys__err(err, errcap, "no such key");
+        errmsg(err, errcap, "no such key");
         rc = KEYS_ENOTFOUND;
         goto fail;
     }
     if (keys__new_secret(id, key_out, hash) != 0) {
-        keys__err(err, errcap, "cannot generate a key");
+        errmsg(err, errcap, "cannot generate a key");
         rc = KEYS_EINTERNAL;
         goto fail;
     }
     pthread_rwlock_wrlock(&reg->lock);
     if ((r = keys__find(reg, id, id_len, tenant, tenant_len)) == NULL) {
-        keys__err(err, errcap, "no such key");
+        errmsg(err, errcap, "no such key");
         rc = KEYS_ENOTFOUND;
     } else if (r->st.revoked || keys__expired(r, now_ms)) {
-        keys__err(err, errcap, "key is %s", r->st.revoked ? "revoked"
+        errmsg(err, errcap, "key is %s", r->st.revoked ? "revoked"
                                                           : "expired");
         rc = KEYS_ESTATE;
     } else {
@@ -683,7 +669,7 @@ int keys_rotate(keys_reg_t *reg, const char *id, size_t id_len,
             r->st = st;
             rc = 0;
         } else {
-            keys__err(err, errcap, "out of memory");
+            errmsg(err, errcap, "out of memory");
             rc = KEYS_EINTERNAL;
         }
     }
@@ -768,7 +754,7 @@ static int keys__ms(const json_t *o, const char *name, bool required,
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < 0 ||
         json_integer_value(v) > KEYS__MS_MAX) {
-        keys__err(err, cap, "%s: must be a time in Unix milliseconds", name);
+        errmsg(err, cap, "%s: must be a time in Unix milliseconds", name);
         return KEYS_EINVAL;
     }
     *out = json_integer_value(v);
@@ -784,7 +770,7 @@ static int keys__bool(const json_t *o, const char *name, bool required,
     if (v == NULL && !required)
         return 0;
     if (!json_is_boolean(v)) {
-        keys__err(err, cap, "%s: must be true or false", name);
+        errmsg(err, cap, "%s: must be true or false", name);
         return KEYS_EINVAL;
     }
     *out = json_is_true(v);
@@ -799,12 +785,12 @@ static int keys__parse_state(const json_t *o, keys__st_t *st, char *err,
     int rc;
 
     if (!keys__unhex_hash(json_object_get(o, "hash"), st->hash)) {
-        keys__err(err, cap, "hash: must be %d lowercase hex digits",
+        errmsg(err, cap, "hash: must be %d lowercase hex digits",
                   2 * APIKEY_HASH_LEN);
         return KEYS_EINVAL;
     }
     if (prev && !keys__unhex_hash(prev, st->prev_hash)) {
-        keys__err(err, cap, "prev_hash: must be %d lowercase hex digits",
+        errmsg(err, cap, "prev_hash: must be %d lowercase hex digits",
                   2 * APIKEY_HASH_LEN);
         return KEYS_EINVAL;
     }
@@ -830,30 +816,30 @@ static int keys__parse_record(const json_t *o, keys__rec_t **out, char *err,
 
     *out = NULL;
     if (!json_is_object(o)) {
-        keys__err(err, cap, "record: must be a JSON object");
+        errmsg(err, cap, "record: must be a JSON object");
         goto fail;
     }
     if (!json_is_integer(v) || json_integer_value(v) != KEYS__RECORD_V) {
-        keys__err(err, cap, "v: unsupported record version");
+        errmsg(err, cap, "v: unsupported record version");
         goto fail;
     }
     id = json_object_get(o, "id");
     if (!json_is_string(id) ||
         !keys__valid_id(json_string_value(id), json_string_length(id))) {
-        keys__err(err, cap, "id: must be %d characters of [0-9A-Za-z]",
+        errmsg(err, cap, "id: must be %d characters of [0-9A-Za-z]",
                   APIKEY_ID_LEN);
         goto fail;
     }
     tenant = json_object_get(o, "tenant");
     name = json_object_get(o, "name");
     if (!json_is_string(tenant) || !json_is_string(name)) {
-        keys__err(err, cap, "%s: must be a string",
+        errmsg(err, cap, "%s: must be a string",
                   json_is_string(tenant) ? "name" : "tenant");
         goto fail;
     }
     rc = KEYS_EINTERNAL;
     if ((r = keys__rec_new()) == NULL) {
-        keys__err(err, cap, "out of memory");
+        errmsg(err, cap, "out of memory");
         goto fail;
     }
     memcpy(r->id, json_string_value(id), APIKEY_ID_LEN);
@@ -898,7 +884,7 @@ int keys_load(keys_reg_t *reg, const json_t *record, char *err,
         if ((rc = keys__insert(reg, pos, r)) == 0)
             r = NULL;
         else
-            keys__err(err, errcap, rc == KEYS_EFULL ? "too many keys"
+            errmsg(err, errcap, rc == KEYS_EFULL ? "too many keys"
                                                     : "out of memory");
     } else if (keys__supersedes(r, reg->v[pos])) {
         /* the usage log is the registry's, not the record's: it moves */

@@ -16,13 +16,13 @@
 #include "auth/principal.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth/ratelimit.h"
 #include "core/buf.h"
+#include "core/errmsg.h"
 #include "core/subject.h"
 #include "core/utf8.h"
 
@@ -55,20 +55,6 @@ static const perm_list_t *principal__clist(const perm_t *p,
                                            const principal__list_def_t *d)
 {
     return (const perm_list_t *)((const char *)p + d->off);
-}
-
-static void principal__err(char *err, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void principal__err(char *err, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || cap == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
 }
 
 /* Copies user text for an error message: at most PRINCIPAL__ECHO_MAX
@@ -228,14 +214,14 @@ static int principal__add_err(int rc, const principal__list_def_t *d,
     char echo[PRINCIPAL__ECHO_MAX + 4];
 
     if (rc == PERM_ENOMEM) {
-        principal__err(err, cap, "out of memory");
+        errmsg(err, cap, "out of memory");
         return PERM_ENOMEM;
     }
     if (rc == PRINCIPAL__EFULL)
-        principal__err(err, cap, "%s: more than %d entries in %s", where,
+        errmsg(err, cap, "%s: more than %d entries in %s", where,
                        PERM_LIST_MAX, d->name);
     else
-        principal__err(err, cap, "%s: \"%s\" is not a valid %s", where,
+        errmsg(err, cap, "%s: \"%s\" is not a valid %s", where,
                        principal__echo(s, len, echo),
                        d->event ? "event type pattern" : "subject pattern");
     return PERM_EINVAL;
@@ -251,7 +237,7 @@ static int principal__spec_list(perm_t *p, const principal__list_def_t *d,
     int rc;
 
     if (!json_is_array(arr)) {
-        principal__err(err, cap, "%s: must be an array of %s", d->name,
+        errmsg(err, cap, "%s: must be an array of %s", d->name,
                        d->event ? "event types" : "subject patterns");
         return PERM_EINVAL;
     }
@@ -260,7 +246,7 @@ static int principal__spec_list(perm_t *p, const principal__list_def_t *d,
 
         snprintf(where, sizeof where, "%s[%zu]", d->name, i);
         if (!json_is_string(v)) {
-            principal__err(err, cap, "%s: must be a string", where);
+            errmsg(err, cap, "%s: must be a string", where);
             return PERM_EINVAL;
         }
         rc = principal__add(p, d, json_string_value(v), json_string_length(v));
@@ -283,7 +269,7 @@ static int principal__spec_rate(perm_t *p, const json_t *v, char *err,
     double r;
 
     if (!json_is_object(v)) {
-        principal__err(err, cap,
+        errmsg(err, cap,
                        "rate: must be an object {\"per_second\",\"burst\"}");
         return PERM_EINVAL;
     }
@@ -293,7 +279,7 @@ static int principal__spec_rate(perm_t *p, const json_t *v, char *err,
 
         if (!(klen == 10 && memcmp(key, "per_second", 10) == 0) &&
             !(klen == 5 && memcmp(key, "burst", 5) == 0)) {
-            principal__err(err, cap, "rate: unknown member \"%s\"",
+            errmsg(err, cap, "rate: unknown member \"%s\"",
                            principal__echo(key, klen, echo));
             return PERM_EINVAL;
         }
@@ -302,13 +288,13 @@ static int principal__spec_rate(perm_t *p, const json_t *v, char *err,
     bu = json_object_get(v, "burst");
     r = json_is_number(ps) ? json_number_value(ps) : NAN;
     if (!(r >= RL_RATE_MIN && r <= RL_RATE_MAX)) {
-        principal__err(err, cap, "rate.per_second: must be a number from "
+        errmsg(err, cap, "rate.per_second: must be a number from "
                        "%g to %g", RL_RATE_MIN, RL_RATE_MAX);
         return PERM_EINVAL;
     }
     if (bu != NULL && (!json_is_integer(bu) || json_integer_value(bu) < 1 ||
                        json_integer_value(bu) > (json_int_t)RL_BURST_MAX)) {
-        principal__err(err, cap, "rate.burst: must be an integer from 1 to %u",
+        errmsg(err, cap, "rate.burst: must be an integer from 1 to %u",
                        RL_BURST_MAX);
         return PERM_EINVAL;
     }
@@ -322,7 +308,7 @@ static int principal__spec_maxconn(perm_t *p, const json_t *v, char *err,
 {
     if (!json_is_integer(v) || json_integer_value(v) < 1 ||
         json_integer_value(v) > (json_int_t)PERM_MAX_CONNECTIONS) {
-        principal__err(err, cap, "max_connections: must be an integer from 1 "
+        errmsg(err, cap, "max_connections: must be an integer from 1 "
                        "to %u (omit it for no cap)", PERM_MAX_CONNECTIONS);
         return PERM_EINVAL;
     }
@@ -346,7 +332,7 @@ static int principal__spec_member(perm_t *p, const char *key, size_t klen,
             return principal__spec_list(p, &principal__lists[i], v, err, cap);
     if (principal__is(key, klen, "admin")) {
         if (!json_is_boolean(v)) {
-            principal__err(err, cap, "admin: must be true or false");
+            errmsg(err, cap, "admin: must be true or false");
             return PERM_EINVAL;
         }
         p->admin = json_is_true(v);
@@ -356,7 +342,7 @@ static int principal__spec_member(perm_t *p, const char *key, size_t klen,
         return principal__spec_rate(p, v, err, cap);
     if (principal__is(key, klen, "max_connections"))
         return principal__spec_maxconn(p, v, err, cap);
-    principal__err(err, cap, "permissions: unknown member \"%s\"",
+    errmsg(err, cap, "permissions: unknown member \"%s\"",
                    principal__echo(key, klen, echo));
     return PERM_EINVAL;
 }
@@ -372,7 +358,7 @@ int perm_from_spec(const json_t *spec, perm_t *out, char *err, size_t errcap)
     if (spec == NULL)
         return 0;
     if (!json_is_object(spec)) {
-        principal__err(err, errcap, "permissions: must be a JSON object");
+        errmsg(err, errcap, "permissions: must be a JSON object");
         return PERM_EINVAL;
     }
     json_object_keylen_foreach((json_t *)spec, key, klen, v) {
@@ -556,7 +542,7 @@ static int principal__scope(perm_t *p, const char *s, size_t len,
     int rc;
 
     if (++*nscopes > PERM_SCOPES_MAX) {
-        principal__err(err, cap, "scope: more than %d entries",
+        errmsg(err, cap, "scope: more than %d entries",
                        PERM_SCOPES_MAX);
         return PERM_EINVAL;
     }
@@ -578,7 +564,7 @@ static int principal__scope(perm_t *p, const char *s, size_t len,
         return principal__add_err(rc, d, where, colon + 1, len - plen - 1,
                                   err, cap);
     }
-    principal__err(err, cap, "unknown scope \"%s\"",
+    errmsg(err, cap, "unknown scope \"%s\"",
                    principal__echo(s, len, echo));
     return PERM_EINVAL;
 }
@@ -615,7 +601,7 @@ static int principal__claims_scopes(const json_t *claims, perm_t *p,
     int rc;
 
     if (one && many) {
-        principal__err(err, cap, "claims \"scope\" and \"scopes\" are both "
+        errmsg(err, cap, "claims \"scope\" and \"scopes\" are both "
                        "present");
         return PERM_EINVAL;
     }
@@ -625,7 +611,7 @@ static int principal__claims_scopes(const json_t *claims, perm_t *p,
         return principal__scope_string(p, json_string_value(v),
                                        json_string_length(v), &n, err, cap);
     if (!json_is_array(v)) {
-        principal__err(err, cap, "claim \"%s\": must be a string or an array "
+        errmsg(err, cap, "claim \"%s\": must be a string or an array "
                        "of strings", one ? "scope" : "scopes");
         return PERM_EINVAL;
     }
@@ -633,7 +619,7 @@ static int principal__claims_scopes(const json_t *claims, perm_t *p,
         const json_t *e = json_array_get(v, i);
 
         if (!json_is_string(e)) {
-            principal__err(err, cap, "claim \"%s\"[%zu]: must be a string",
+            errmsg(err, cap, "claim \"%s\"[%zu]: must be a string",
                            one ? "scope" : "scopes", i);
             return PERM_EINVAL;
         }
@@ -656,13 +642,13 @@ static int principal__claims_tenant(const json_t *claims,
     const char *name = t ? "tenant" : "tid";
 
     if (t && tid) {
-        principal__err(err, cap, "claims \"tenant\" and \"tid\" are both "
+        errmsg(err, cap, "claims \"tenant\" and \"tid\" are both "
                        "present");
         return PERM_EINVAL;
     }
     if (t == NULL && (t = tid) == NULL) {
         if (default_tenant == NULL) {
-            principal__err(err, cap, "claim \"tenant\" (or \"tid\") missing");
+            errmsg(err, cap, "claim \"tenant\" (or \"tid\") missing");
             return PERM_EINVAL;
         }
         *tenant = default_tenant;
@@ -676,7 +662,7 @@ static int principal__claims_tenant(const json_t *claims,
         *len = 0;
     }
     if (!principal_valid_tenant(*tenant, *len)) {
-        principal__err(err, cap, "%s: must be 1 to %d characters of "
+        errmsg(err, cap, "%s: must be 1 to %d characters of "
                        "[A-Za-z0-9_-]", name, PRINCIPAL_TENANT_MAX);
         return PERM_EINVAL;
     }
@@ -703,7 +689,7 @@ static int principal__claims_limits(const json_t *claims, perm_t *p,
         return 0;
     e = json_is_number(exp) ? json_number_value(exp) : NAN;
     if (!(e > 0 && e <= PRINCIPAL__EXP_MAX)) {
-        principal__err(err, cap, "claim \"exp\": must be a positive number "
+        errmsg(err, cap, "claim \"exp\": must be a positive number "
                        "of seconds");
         return PERM_EINVAL;
     }
@@ -723,17 +709,17 @@ int principal_from_claims(const json_t *claims, const char *default_tenant,
 
     *out = NULL;
     if (!json_is_object(claims)) {
-        principal__err(err, errcap, "claims: must be a JSON object");
+        errmsg(err, errcap, "claims: must be a JSON object");
         goto fail;
     }
     sub = json_object_get(claims, "sub");
     if (sub == NULL) {
-        principal__err(err, errcap, "claim \"sub\" missing");
+        errmsg(err, errcap, "claim \"sub\" missing");
         goto fail;
     }
     if (!json_is_string(sub) ||
         !principal_valid_id(json_string_value(sub), json_string_length(sub))) {
-        principal__err(err, errcap, "claim \"sub\": must be 1 to %d "
+        errmsg(err, errcap, "claim \"sub\": must be 1 to %d "
                        "printable ASCII characters without spaces",
                        PRINCIPAL_ID_MAX);
         goto fail;
@@ -748,7 +734,7 @@ int principal_from_claims(const json_t *claims, const char *default_tenant,
                          json_string_value(sub), json_string_length(sub),
                          &perm, false, expires_ms);
     if (*out == NULL) {
-        principal__err(err, errcap, "out of memory");
+        errmsg(err, errcap, "out of memory");
         rc = PERM_ENOMEM;
         goto fail;
     }

@@ -71,8 +71,6 @@ typedef struct rl__key {
     uint8_t kind;
 } rl__key_t;
 
-/* --- SipHash-1-3 ---------------------------------------------------------- */
-
 static uint64_t rl__siphash(const rl_table_t *t, const char *s, size_t len)
 {
     return siphash13(t->k0, t->k1, s, len);

@@ -77,8 +77,6 @@ typedef struct sl_tok {
     uint64_t hash;
 } sl_tok_t;
 
-/* --- SipHash-1-3 ---------------------------------------------------------- */
-
 static uint64_t sl_hash(const sublist_t *sl, const char *p, size_t len)
 {
     return siphash13(sl->k0, sl->k1, p, len);

@@ -12,13 +12,13 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <jansson.h>
 
+#include "core/errmsg.h"
 #include "core/subject.h"
 #include "ops/log.h"
 
@@ -104,16 +104,6 @@ static const opt_t opts[] = {
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Parses a whole decimal integer with an optional k/m/g (x1024) suffix or,
  * for *_ms options, s/m/h/d suffixes. */
 static int parse_int(const opt_t *o, const char *s, int64_t *out)
@@ -148,7 +138,7 @@ static int set_int(config_t *c, const opt_t *o, int64_t v, const char *src,
                    char *err, size_t errlen)
 {
     if (v < o->min || v > o->max) {
-        errf(err, errlen, "%s: %s must be between %" PRId64 " and %" PRId64,
+        errmsg(err, errlen, "%s: %s must be between %" PRId64 " and %" PRId64,
              src, o->path, o->min, o->max);
         return -1;
     }
@@ -163,7 +153,7 @@ static int set_str(config_t *c, const opt_t *o, const char *v, const char *src,
     char *dup = strdup(v);
 
     if (!dup) {
-        errf(err, errlen, "out of memory");
+        errmsg(err, errlen, "out of memory");
         return -1;
     }
     free(*slot);
@@ -179,7 +169,7 @@ static int set_text(config_t *c, const opt_t *o, const char *v, const char *src,
     if (o->type == OPT_STR)
         return set_str(c, o, v, src, err, errlen);
     if (parse_int(o, v, &n)) {
-        errf(err, errlen, "%s: %s: not a number: \"%s\"", src, o->path, v);
+        errmsg(err, errlen, "%s: %s: not a number: \"%s\"", src, o->path, v);
         return -1;
     }
     return set_int(c, o, n, src, err, errlen);
@@ -209,10 +199,10 @@ static int apply_json_opt(config_t *c, const opt_t *o, json_t *v, const char *fi
     if (json_is_integer(v))
         return o->type == OPT_INT
                    ? set_int(c, o, json_integer_value(v), file, err, errlen)
-                   : (errf(err, errlen, "%s: %s must be a string", file, o->path), -1);
+                   : (errmsg(err, errlen, "%s: %s must be a string", file, o->path), -1);
     if (json_is_string(v))
         return set_text(c, o, json_string_value(v), file, err, errlen);
-    errf(err, errlen, "%s: %s must be a %s", file, o->path,
+    errmsg(err, errlen, "%s: %s must be a %s", file, o->path,
          o->type == OPT_INT ? "number" : "string");
     return -1;
 }
@@ -256,26 +246,26 @@ static int stream_add(config_t *c, const char *name, json_t *subjects,
     json_array_foreach(subjects, i, v) {
         const char *p = json_string_value(v);
         if (!p || !subj_valid_pattern(p, strlen(p))) {
-            errf(err, errlen, "stream %s: invalid subject pattern", name);
+            errmsg(err, errlen, "stream %s: invalid subject pattern", name);
             return -1;
         }
         if (!(s->subjects[s->nsubjects++] = strdup(p)))
             goto nomem;
     }
     if (s->nsubjects == 0) {
-        errf(err, errlen, "stream %s: needs at least one subject", name);
+        errmsg(err, errlen, "stream %s: needs at least one subject", name);
         return -1;
     }
     s->max_age_ms = json_int_or(limits, "max_age_ms", c->default_max_age_ms);
     s->max_msgs = json_int_or(limits, "max_msgs", c->default_max_msgs);
     s->max_bytes = json_int_or(limits, "max_bytes", c->default_max_bytes);
     if (s->max_age_ms < 0 || s->max_msgs < 0 || s->max_bytes < 0) {
-        errf(err, errlen, "stream %s: limits must be >= 0", name);
+        errmsg(err, errlen, "stream %s: limits must be >= 0", name);
         return -1;
     }
     return 0;
 nomem:
-    errf(err, errlen, "out of memory");
+    errmsg(err, errlen, "out of memory");
     return -1;
 }
 
@@ -286,14 +276,14 @@ static int load_streams(config_t *c, json_t *arr, const char *file, char *err,
     json_t *st;
 
     if (!json_is_array(arr)) {
-        errf(err, errlen, "%s: streams must be an array", file);
+        errmsg(err, errlen, "%s: streams must be an array", file);
         return -1;
     }
     json_array_foreach(arr, i, st) {
         const char *name = json_string_value(json_object_get(st, "name"));
         json_t *subjects = json_object_get(st, "subjects");
         if (!name || !*name || !json_is_array(subjects)) {
-            errf(err, errlen, "%s: streams[%zu] needs \"name\" and \"subjects\"", file, i);
+            errmsg(err, errlen, "%s: streams[%zu] needs \"name\" and \"subjects\"", file, i);
             return -1;
         }
         if (stream_add(c, name, subjects, st, err, errlen))
@@ -309,11 +299,11 @@ static int load_file(config_t *c, const char *file, json_t **streams_out,
     json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
 
     if (!root) {
-        errf(err, errlen, "%s:%d: %s", file, jerr.line, jerr.text);
+        errmsg(err, errlen, "%s:%d: %s", file, jerr.line, jerr.text);
         return -1;
     }
     if (!json_is_object(root)) {
-        errf(err, errlen, "%s: must hold a JSON object", file);
+        errmsg(err, errlen, "%s: must hold a JSON object", file);
         goto fail;
     }
     for (size_t i = 0; i < NOPTS; i++) {
@@ -360,7 +350,7 @@ static int load_flags(config_t *c, int argc, char **argv, char *err, size_t errl
         if (strncmp(a, "--config=", 9) == 0)
             continue;
         if (strncmp(a, "--", 2) != 0) {
-            errf(err, errlen, "unexpected argument \"%s\"", a);
+            errmsg(err, errlen, "unexpected argument \"%s\"", a);
             return -1;
         }
         for (i_opt = 0; i_opt < NOPTS; i_opt++) {
@@ -373,11 +363,11 @@ static int load_flags(config_t *c, int argc, char **argv, char *err, size_t errl
             }
         }
         if (i_opt == NOPTS) {
-            errf(err, errlen, "unknown option \"%s\" (see --help)", a);
+            errmsg(err, errlen, "unknown option \"%s\" (see --help)", a);
             return -1;
         }
         if (!val) {
-            errf(err, errlen, "option %s needs a value", a);
+            errmsg(err, errlen, "option %s needs a value", a);
             return -1;
         }
         if (set_text(c, &opts[i_opt], val, "command line", err, errlen))
@@ -389,15 +379,15 @@ static int load_flags(config_t *c, int argc, char **argv, char *err, size_t errl
 static int check(config_t *c, char *err, size_t errlen)
 {
     if (log_level_parse(c->log_level) < 0) {
-        errf(err, errlen, "log_level must be debug, info, warn or error");
+        errmsg(err, errlen, "log_level must be debug, info, warn or error");
         return -1;
     }
     if (c->outbound_queue_hard && c->outbound_queue_hard < c->outbound_queue) {
-        errf(err, errlen, "delivery.outbound_queue_hard must be 0 or >= delivery.outbound_queue");
+        errmsg(err, errlen, "delivery.outbound_queue_hard must be 0 or >= delivery.outbound_queue");
         return -1;
     }
     if (strcmp(c->fsync, "full") && strcmp(c->fsync, "normal")) {
-        errf(err, errlen, "store.fsync must be \"full\" or \"normal\"");
+        errmsg(err, errlen, "store.fsync must be \"full\" or \"normal\"");
         return -1;
     }
     return 0;
