@@ -20,8 +20,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     export DEBIAN_FRONTEND=noninteractive
+    # Packages such as prometheus (we only need its promtool) would start
+    # a daemon listening on every interface: forbid service starts during
+    # the install (Debian's policy-rc.d) and keep the units disabled.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod 755 "$policy"
+        trap '$SUDO rm -f "$policy"' EXIT
+    fi
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
 fi
 
 if [ -f tests/e2e/package.json ] && [ ! -d tests/e2e/node_modules ]; then
