@@ -121,14 +121,7 @@ static bool keys__valid_id(const char *s, size_t len)
 
 static bool keys__valid_name(const char *s, size_t len)
 {
-    size_t i;
-
-    if (s == NULL || len == 0 || len > KEYS_NAME_MAX || !utf8_valid(s, len))
-        return false;
-    for (i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return false;
-    return true;
+    return s != NULL && len > 0 && len <= KEYS_NAME_MAX && utf8_printable(s, len);
 }
 
 static keys__rec_t *keys__rec_new(void)

@@ -111,14 +111,7 @@ bool principal_valid_id(const char *s, size_t len)
 /* 1..PERM_EVENT_MAX bytes of UTF-8 without control characters. */
 bool perm_valid_event_type(const char *s, size_t len)
 {
-    size_t i;
-
-    if (s == NULL || len == 0 || len > PERM_EVENT_MAX || !utf8_valid(s, len))
-        return false;
-    for (i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return false;
-    return true;
+    return s != NULL && len > 0 && len <= PERM_EVENT_MAX && utf8_printable(s, len);
 }
 
 bool perm_valid_event_pattern(const char *s, size_t len)

@@ -48,3 +48,13 @@ bool utf8_valid(const void *p, size_t len)
 {
     return utf8_feed(UTF8_ACCEPT, p, len) == UTF8_ACCEPT;
 }
+
+bool utf8_printable(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return utf8_valid(p, len);
+}

@@ -16,6 +16,9 @@
 #define UTF8_REJECT 12u
 
 bool utf8_valid(const void *p, size_t len);
+/* Valid UTF-8 without C0 control characters or DEL: text a client may
+ * name things with (event types, key names). */
+bool utf8_printable(const void *p, size_t len);
 /* Feeds bytes into *state (start with UTF8_ACCEPT). Returns the new state:
  * UTF8_REJECT once invalid (sticky), UTF8_ACCEPT at a code point boundary,
  * anything else in the middle of a sequence. */
