@@ -56,6 +56,15 @@ static int header(buf_t *b, const char *name, const char *type, const char *help
     return buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A metric with one value and no labels. */
+static int scalar(buf_t *b, const char *name, const char *type, const char *help,
+                  uint64_t v)
+{
+    int rc = header(b, name, type, help);
+
+    return rc ? rc : buf_printf(b, "%s %" PRIu64 "\n", name, v);
+}
+
 static int per_proto(buf_t *b, const char *name, const char *type, const char *help,
                      int which)
 {
@@ -123,24 +132,20 @@ int metrics_render(buf_t *b)
     for (int s = 0; s < SRC_MAX && !rc; s++)
         rc = buf_printf(b, "switchboard_messages_in_total{source=\"%s\"} %" PRIu64 "\n",
                         source_names[s], SUM(sh->msgs_in[s]));
-    rc = rc ? rc : header(b, "switchboard_received_bytes_total", "counter",
-                          "Bytes read from client connections.");
-    rc = rc ? rc : buf_printf(b, "switchboard_received_bytes_total %" PRIu64 "\n",
-                              SUM(sh->bytes_in));
-    rc = rc ? rc : header(b, "switchboard_sent_bytes_total", "counter",
-                          "Bytes written to client connections.");
-    rc = rc ? rc : buf_printf(b, "switchboard_sent_bytes_total %" PRIu64 "\n", SUM(sh->bytes_out));
-    rc = rc ? rc : header(b, "switchboard_subscriptions", "gauge", "Active subscriptions.");
-    rc = rc ? rc : buf_printf(b, "switchboard_subscriptions %" PRIu64 "\n",
-                              SUM(sh->subs_added) - SUM(sh->subs_removed));
-    rc = rc ? rc : header(b, "switchboard_replayed_messages_total", "counter",
-                          "Messages delivered from the store while subscribers caught up.");
-    rc = rc ? rc : buf_printf(b, "switchboard_replayed_messages_total %" PRIu64 "\n",
-                              SUM(sh->replayed));
-    rc = rc ? rc : header(b, "switchboard_refused_connections_total", "counter",
-                          "Connections refused because max_connections was reached.");
-    rc = rc ? rc : buf_printf(b, "switchboard_refused_connections_total %" PRIu64 "\n",
-                              SUM(sh->refused_conns));
+    rc = rc ? rc : scalar(b, "switchboard_received_bytes_total", "counter",
+                          "Bytes read from client connections.",
+                          SUM(sh->bytes_in));
+    rc = rc ? rc : scalar(b, "switchboard_sent_bytes_total", "counter",
+                          "Bytes written to client connections.",
+                          SUM(sh->bytes_out));
+    rc = rc ? rc : scalar(b, "switchboard_subscriptions", "gauge", "Active subscriptions.",
+                          SUM(sh->subs_added) - SUM(sh->subs_removed));
+    rc = rc ? rc : scalar(b, "switchboard_replayed_messages_total", "counter",
+                          "Messages delivered from the store while subscribers caught up.",
+                          SUM(sh->replayed));
+    rc = rc ? rc : scalar(b, "switchboard_refused_connections_total", "counter",
+                          "Connections refused: max_connections reached or out of file descriptors.",
+                          SUM(sh->refused_conns));
     rc = rc ? rc : render_status(b);
     rc = rc ? rc : render_histogram(b);
     if (!rc && extra_fn)
