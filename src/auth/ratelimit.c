@@ -456,6 +456,36 @@ bool rl_take(rl_table_t *t, const char *key, size_t len, double rate_per_s,
     return allowed;
 }
 
+bool rl_peek(rl_table_t *t, const char *key, size_t len, double rate_per_s,
+             uint32_t burst, uint64_t now_ms, uint64_t *retry_after_ms)
+{
+    rl__stripe_t *s;
+    rl__entry_t *e;
+    rl__key_t k;
+    rl__limit_t l;
+    uint64_t retry = 0;
+    bool allowed = true;
+
+    if (rate_per_s > 0 && len <= RL_KEY_MAX) {
+        l = rl__limit(rate_per_s, burst);
+        s = rl__lock(t, key, len, RL__BUCKET, &k);
+        rl__probe(s, &k, &e);
+        if (e != NULL) {
+            rl__refill(e, &l, now_ms);
+            allowed = e->tokens >= RL__UNIT;
+            if (!allowed)
+                retry = rl__div_up(RL__UNIT - e->tokens, l.per_ms) +
+                        (e->last_ms > now_ms ? e->last_ms - now_ms : 0);
+            e->full_at = e->last_ms + rl__div_up(l.cap - e->tokens, l.per_ms);
+            rl__heap_fix(s, e->link);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (retry_after_ms)
+        *retry_after_ms = retry;
+    return allowed;
+}
+
 /* --- connection counters -------------------------------------------------- */
 
 bool rl_conn_acquire(rl_table_t *t, const char *key, size_t len,

@@ -97,6 +97,14 @@ bool rl_take(rl_table_t *t, const char *key, size_t len, double rate_per_s,
              uint32_t burst, uint64_t now_ms, uint64_t *retry_after_ms);
 
 /*
+ * Whether key's bucket holds a token now, without taking one and without
+ * creating a bucket: true for a key that has none (it would start full).
+ * For limits that only count failures: peek before the attempt, take
+ * after a failure. *retry_after_ms as rl_take.
+ */
+bool rl_peek(rl_table_t *t, const char *key, size_t len, double rate_per_s,
+             uint32_t burst, uint64_t now_ms, uint64_t *retry_after_ms);
+/*
  * Counts one more connection for key when fewer than max are counted and
  * returns true; false when key is at max, or when there is no room for a
  * new key (nothing counted). max == 0 means no cap: returns true and counts

@@ -59,6 +59,29 @@ static size_t buckets(rl_table_t *t)
     return st.buckets;
 }
 
+/* rl_peek neither takes a token nor creates a bucket; it sees a drained
+ * bucket as limited with the same retry time as rl_take. */
+static void test_peek(void **state)
+{
+    rl_table_t *t = new_table(1024);
+    uint64_t retry = 7, retry_take = 0;
+
+    assert_true(rl_peek(t, "p", 1, 1, 3, 0, &retry));
+    assert_int_equal(retry, 0);
+    assert_int_equal(buckets(t), 0);
+    assert_int_equal(drain(t, "p", 1, 3, 0, 10), 3);
+    assert_false(rl_peek(t, "p", 1, 1, 3, 0, &retry));
+    assert_false(take(t, "p", 1, 3, 0, &retry_take));
+    assert_int_equal(retry, retry_take);
+    assert_true(rl_peek(t, "p", 1, 1, 3, 1000, &retry));     /* refilled */
+    assert_true(rl_peek(t, "p", 1, 1, 3, 1000, NULL));       /* still there */
+    assert_true(take(t, "p", 1, 3, 1000, NULL));
+    assert_false(rl_peek(t, "p", 1, 1, 3, 1000, NULL));
+    assert_true(rl_peek(t, "p", 1, 0, 3, 1000, NULL));       /* unlimited */
+    assert_int_equal(buckets(t), 1);
+    rl_free(t);
+}
+
 static void test_new_limits(void **state)
 {
     rl_table_t *t;
@@ -577,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_eviction_flood),
         cmocka_unit_test(test_eviction_order),
         cmocka_unit_test(test_threads_exact),
+        cmocka_unit_test(test_peek),
         cmocka_unit_test(test_conn_caps),
         cmocka_unit_test(test_conn_table_full),
         cmocka_unit_test(test_conn_model),
