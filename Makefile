@@ -10,7 +10,7 @@
 # Sources, unit tests (tests/unit/test_*.c) and fuzz targets (fuzz/fuzz_*.c)
 # are found by pattern; adding a file needs no change here.
 
-PKGS      := libuv jansson sqlite3 libcrypto libssl
+PKGS      := libuv jansson sqlite3 libcrypto libssl libcurl
 CC        ?= cc
 CLANG     ?= clang
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

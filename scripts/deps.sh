@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_pkgs=(build-essential pkg-config clang libclang-rt-14-dev libuv1-dev
-          libjansson-dev libsqlite3-dev libssl-dev libcmocka-dev
+          libjansson-dev libsqlite3-dev libssl-dev libcmocka-dev libcurl4-openssl-dev
           prometheus nodejs npm curl ca-certificates)
 missing=()
 for p in "${apt_pkgs[@]}"; do
