@@ -65,6 +65,29 @@ static int scalar(buf_t *b, const char *name, const char *type, const char *help
     return rc ? rc : buf_printf(b, "%s %" PRIu64 "\n", name, v);
 }
 
+static const char *const auth_names[MA_MAX] = {
+    "ok", "missing", "malformed", "unknown", "bad_secret", "revoked", "expired",
+    "ip_not_allowed", "invalid_token", "forbidden", "rate_limited", "connection_limited",
+};
+static const char *const sig_names[MS_MAX] = {
+    "ok", "missing", "malformed", "mismatch", "stale", "replayed",
+};
+
+/* A counter with one label over the values of an enum: which 0 msgs_in,
+ * 1 auth, 2 webhook_sig. */
+static int labelled(buf_t *b, const char *name, const char *help, const char *label,
+                    const char *const *values, int n, int which)
+{
+    int rc = header(b, name, "counter", help);
+
+    for (int i = 0; i < n && !rc; i++) {
+        uint64_t v = which == 0 ? SUM(sh->msgs_in[i])
+                   : which == 1 ? SUM(sh->auth[i]) : SUM(sh->webhook_sig[i]);
+        rc = buf_printf(b, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, values[i], v);
+    }
+    return rc;
+}
+
 static int per_proto(buf_t *b, const char *name, const char *type, const char *help,
                      int which)
 {
@@ -127,11 +150,14 @@ int metrics_render(buf_t *b)
                              "Messages delivered to subscribers, by protocol.", 2);
     rc = rc ? rc : per_proto(b, "switchboard_slow_consumer_disconnects_total", "counter",
                              "Subscribers disconnected because their outbound queue was full.", 3);
-    rc = rc ? rc : header(b, "switchboard_messages_in_total", "counter",
-                          "Messages accepted, by source.");
-    for (int s = 0; s < SRC_MAX && !rc; s++)
-        rc = buf_printf(b, "switchboard_messages_in_total{source=\"%s\"} %" PRIu64 "\n",
-                        source_names[s], SUM(sh->msgs_in[s]));
+    rc = rc ? rc : labelled(b, "switchboard_messages_in_total", "Messages accepted, by source.",
+                            "source", source_names, SRC_MAX, 0);
+    rc = rc ? rc : labelled(b, "switchboard_auth_total",
+                            "Authentication and authorization attempts, by outcome.",
+                            "outcome", auth_names, MA_MAX, 1);
+    rc = rc ? rc : labelled(b, "switchboard_webhook_signatures_total",
+                            "Webhook signature checks, by result.",
+                            "result", sig_names, MS_MAX, 2);
     rc = rc ? rc : scalar(b, "switchboard_received_bytes_total", "counter",
                           "Bytes read from client connections.",
                           SUM(sh->bytes_in));

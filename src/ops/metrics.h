@@ -18,6 +18,16 @@
 
 enum metrics_proto { PROTO_HTTP, PROTO_SSE, PROTO_WS, PROTO_MAX };
 enum metrics_source { SRC_WEBHOOK, SRC_PUBLISH, SRC_WS, SRC_MAX };
+/* Outcomes of authentication and authorization (label "outcome"). */
+enum metrics_auth {
+    MA_OK, MA_MISSING, MA_MALFORMED, MA_UNKNOWN, MA_BAD_SECRET, MA_REVOKED,
+    MA_EXPIRED, MA_IP_NOT_ALLOWED, MA_INVALID_TOKEN, MA_FORBIDDEN,
+    MA_RATE_LIMITED, MA_CONN_LIMITED, MA_MAX
+};
+/* Webhook signature checks (label "result"). */
+enum metrics_sig {
+    MS_OK, MS_MISSING, MS_MALFORMED, MS_MISMATCH, MS_STALE, MS_REPLAYED, MS_MAX
+};
 
 #define METRICS_SHARDS 65           /* 64 loops + one for other threads */
 #define METRICS_COMMIT_BUCKETS 12
@@ -35,6 +45,8 @@ typedef struct metrics_shard {
     atomic_uint_fast64_t subs_removed;
     atomic_uint_fast64_t replayed;
     atomic_uint_fast64_t refused_conns;
+    atomic_uint_fast64_t auth[MA_MAX];
+    atomic_uint_fast64_t webhook_sig[MS_MAX];
     char pad[64];
 } metrics_shard_t;
 
