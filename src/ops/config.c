@@ -7,6 +7,12 @@
  * --help and by the README's table. Loading is: set defaults, apply the
  * file, apply env, apply flags; each value is validated by the same
  * function whatever its source.
+ *
+ * Webhook sources (the file's "sources" object, plus the
+ * GITHUB_WEBHOOK_SECRET / KAKAO_SIGNATURE_SECRET shortcuts) are validated
+ * whole at load, by building and dropping their verifiers (auth/sig.h), so
+ * a bad secret or option stops start-up with one line that names the
+ * source and the problem, never the secret. Secrets are wiped when freed.
  */
 #include "ops/config.h"
 
@@ -17,7 +23,10 @@
 #include <strings.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
+#include "auth/principal.h"
+#include "auth/sig.h"
 #include "core/errmsg.h"
 #include "core/subject.h"
 #include "ops/log.h"
@@ -101,6 +110,59 @@ static const opt_t opts[] = {
       0, "default max bytes per stream (0 = unlimited)"),
     I("webhook.max_depth", "SWITCHBOARD_WEBHOOK_MAX_DEPTH", webhook_max_depth, 1,
       SUBJ_MAX_TOKENS - 2, 8, "path segments after /webhook/{source}/"),
+    /* access control (docs/AUTH.md) */
+    S("auth.bootstrap_tenant", "SWITCHBOARD_BOOTSTRAP_TENANT", bootstrap_tenant, "default",
+      "tenant of the admin key created on first start"),
+    S("auth.admin_key_file", "SWITCHBOARD_ADMIN_KEY_FILE", admin_key_file, "",
+      "where the first-start admin key is written, 0600 (default: {data_dir}/admin.key)"),
+    S("auth.admin_allow", "SWITCHBOARD_ADMIN_ALLOW", admin_allow, "",
+      "CIDRs allowed to use the admin API, comma-separated (empty = any)"),
+    S("auth.trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES", trusted_proxies, "",
+      "CIDRs of proxies whose X-Forwarded-For is believed, comma-separated"),
+    I("auth.ip_rate", "SWITCHBOARD_IP_RATE", ip_rate, 0, 1000000, 0,
+      "requests per second per client IP (0 = no limit)"),
+    I("auth.ip_burst", "SWITCHBOARD_IP_BURST", ip_burst, 1, 1000000, 100,
+      "burst of the per-IP limit"),
+    I("auth.key_rate", "SWITCHBOARD_KEY_RATE", key_rate, 0, 1000000, 0,
+      "requests per second per credential without a rate of its own (0 = no limit)"),
+    I("auth.key_burst", "SWITCHBOARD_KEY_BURST", key_burst, 1, 1000000, 100,
+      "burst of the per-credential limit"),
+    I("auth.fail_rate", "SWITCHBOARD_AUTH_FAIL_RATE", fail_rate, 0, 1000000, 5,
+      "failed authentications per second per client IP before 429 (0 = no limit)"),
+    I("auth.fail_burst", "SWITCHBOARD_AUTH_FAIL_BURST", fail_burst, 1, 1000000, 50,
+      "burst of the failed-authentication limit"),
+    I("auth.ip_max_connections", "SWITCHBOARD_IP_MAX_CONNECTIONS", ip_max_connections, 0,
+      1000000, 0, "concurrent streams (SSE, WebSocket) per client IP (0 = no cap)"),
+    I("auth.key_max_connections", "SWITCHBOARD_KEY_MAX_CONNECTIONS", key_max_connections, 0,
+      1000000, 0, "concurrent streams per credential without a cap of its own (0 = no cap)"),
+    I("auth.rate_table_keys", "SWITCHBOARD_RATE_TABLE_KEYS", rate_table_keys, 1024, 1 << 22,
+      65536, "clients and credentials tracked by the rate limiter"),
+    I("auth.rotate_grace_ms", "SWITCHBOARD_ROTATE_GRACE_MS", rotate_grace_ms, 0, 30 * DAY,
+      DAY, "how long a rotated key's old secret keeps working, unless the request says"),
+    I("auth.ws_auth_timeout_ms", "SWITCHBOARD_WS_AUTH_TIMEOUT_MS", ws_auth_timeout_ms, 100,
+      600 * SEC, 10 * SEC, "time for a WebSocket without a credential to send its auth message"),
+    S("auth.jwt_secret", "JWT_SECRET", jwt_secret, "",
+      "HS256 secret of the tokens /auth/token issues, >= 32 bytes (empty = generated, kept in the store)"),
+    I("auth.token_ttl_ms", "SWITCHBOARD_TOKEN_TTL_MS", token_ttl_ms, 10 * SEC, DAY, 3600 * SEC,
+      "lifetime of the tokens /auth/token issues"),
+    I("auth.jwt_leeway_ms", "SWITCHBOARD_JWT_LEEWAY_MS", jwt_leeway_ms, 0, 300 * SEC, 30 * SEC,
+      "clock skew allowed on exp and nbf"),
+    S("auth.jwt_issuer_secret", "SWITCHBOARD_JWT_ISSUER_SECRET", jwt_issuer_secret, "",
+      "external issuer: HS256 secret, >= 32 bytes"),
+    S("auth.jwt_public_key_file", "SWITCHBOARD_JWT_PUBLIC_KEY_FILE", jwt_public_key_file, "",
+      "external issuer: PEM public key (RSA: RS256, P-256: ES256)"),
+    S("auth.jwks_file", "SWITCHBOARD_JWKS_FILE", jwks_file, "",
+      "external issuer: JWKS document on disk"),
+    S("auth.jwks_url", "SWITCHBOARD_JWKS_URL", jwks_url, "",
+      "external issuer: JWKS URL, fetched at start and refreshed"),
+    I("auth.jwks_refresh_ms", "SWITCHBOARD_JWKS_REFRESH_MS", jwks_refresh_ms, 1 * SEC, DAY,
+      300 * SEC, "how often the JWKS (file or URL) is reloaded"),
+    S("auth.jwt_issuer", "SWITCHBOARD_JWT_ISSUER", jwt_issuer, "",
+      "external issuer: required \"iss\" (empty = not checked)"),
+    S("auth.jwt_audience", "SWITCHBOARD_JWT_AUDIENCE", jwt_audience, "",
+      "external issuer: required \"aud\" (empty = not checked)"),
+    S("auth.jwt_tenant", "SWITCHBOARD_JWT_TENANT", jwt_tenant, "default",
+      "tenant of external tokens that name none"),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -292,8 +354,262 @@ static int load_streams(config_t *c, json_t *arr, const char *file, char *err,
     return 0;
 }
 
+/* ---- webhook sources ---------------------------------------------------- */
+
+#define SOURCES_MAX 256
+#define SOURCE_TENANT_DEFAULT "default"
+
+static const char *const source_members[] = {
+    "verify", "secret", "secret_env", "header", "algorithm", "encoding", "prefix",
+    "tolerance_s", "tenant", NULL,
+};
+
+/* Environment shortcuts: a variable that, when set and non-empty, makes a
+ * source of that name and kind unless the file configures one already. */
+static const struct {
+    const char *env, *name, *verify;
+} source_shortcuts[] = {
+    {"GITHUB_WEBHOOK_SECRET", "github", "github"},
+    {"KAKAO_SIGNATURE_SECRET", "kakao", "kakao"},
+};
+
+static void source_free(config_source_t *s)
+{
+    if (s->secret) {
+        OPENSSL_cleanse(s->secret, strlen(s->secret));
+        free(s->secret);
+    }
+    free(s->name);
+    free(s->verify);
+    free(s->header);
+    free(s->algorithm);
+    free(s->encoding);
+    free(s->prefix);
+    free(s->tenant);
+    memset(s, 0, sizeof *s);
+}
+
+static void sources_free(config_t *c)
+{
+    for (size_t i = 0; i < c->nsources; i++)
+        source_free(&c->sources[i]);
+    free(c->sources);
+    c->sources = NULL;
+    c->nsources = 0;
+}
+
+static const config_source_t *source_find(const config_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->nsources; i++)
+        if (strcmp(c->sources[i].name, name) == 0)
+            return &c->sources[i];
+    return NULL;
+}
+
+/* A source name must be what webhook.c makes of the path's {source}: a
+ * subject token that sanitising leaves unchanged. */
+static bool source_name_valid(const char *name)
+{
+    char tok[SUBJ_MAX_TOKEN_LEN + 1];
+    size_t len = strlen(name);
+
+    return len > 0 && len <= SUBJ_MAX_TOKEN_LEN &&
+           subj_sanitize_token(name, len, tok, sizeof tok) == len &&
+           memcmp(tok, name, len) == 0;
+}
+
+/* Appends a zeroed source called name (owned by c from here on, so
+ * config_free releases it whatever happens next). NULL without memory. */
+static config_source_t *source_add(config_t *c, const char *name)
+{
+    config_source_t *grown = realloc(c->sources, (c->nsources + 1) * sizeof *grown);
+    config_source_t *s;
+
+    if (!grown)
+        return NULL;
+    c->sources = grown;
+    s = &c->sources[c->nsources++];
+    memset(s, 0, sizeof *s);
+    s->name = strdup(name);
+    s->tenant = strdup(SOURCE_TENANT_DEFAULT);
+    return s->name && s->tenant ? s : NULL;
+}
+
+/* Copies the optional string member key of obj into *out (left NULL when
+ * absent). where names the source in the error. */
+static int member_str(json_t *obj, const char *key, char **out, const char *where,
+                      char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (!v)
+        return 0;
+    if (!json_is_string(v)) {
+        errmsg(err, errlen, "%s: \"%s\" must be a string", where, key);
+        return -1;
+    }
+    free(*out);
+    if (!(*out = strdup(json_string_value(v)))) {
+        errmsg(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Builds and drops s's verifier, so that whatever the verifier refuses
+ * (kind, secret, options) refuses start-up; checks the tenant. */
+static int source_check(const config_source_t *s, const char *where, char *err,
+                        size_t errlen)
+{
+    sig_options_t o = {s->header, s->algorithm, s->encoding, s->prefix, s->tolerance_s};
+    const char *why = NULL;
+    sig_cfg_t *v;
+
+    if (!principal_valid_tenant(s->tenant, strlen(s->tenant))) {
+        errmsg(err, errlen, "%s: tenant must be 1 to %d letters, digits, '_' or '-'", where,
+               PRINCIPAL_TENANT_MAX);
+        return -1;
+    }
+    v = sig_cfg_parse(s->verify, s->secret, &o, &why);
+    if (!v) {
+        errmsg(err, errlen, "%s: %s", where, why);
+        return -1;
+    }
+    sig_cfg_free(v);
+    return 0;
+}
+
+/* The secret of a source: "secret" itself, or the value of the
+ * environment variable that "secret_env" names (which must be set and
+ * non-empty); not both. Neither is fine here (kind none). */
+static int source_secret(config_source_t *s, json_t *obj, const char *where, char *err,
+                         size_t errlen)
+{
+    json_t *lit = json_object_get(obj, "secret"), *env = json_object_get(obj, "secret_env");
+    const char *name, *v;
+
+    if (lit && env) {
+        errmsg(err, errlen, "%s: give \"secret\" or \"secret_env\", not both", where);
+        return -1;
+    }
+    if (lit)
+        return member_str(obj, "secret", &s->secret, where, err, errlen);
+    if (!env)
+        return 0;
+    if (!(name = json_string_value(env)) || !*name) {
+        errmsg(err, errlen, "%s: \"secret_env\" must name an environment variable", where);
+        return -1;
+    }
+    if (!(v = getenv(name)) || !*v) {
+        errmsg(err, errlen, "%s: environment variable %.64s (secret_env) is not set or empty",
+               where, name);
+        return -1;
+    }
+    if (!(s->secret = strdup(v))) {
+        errmsg(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int source_load(config_t *c, const char *name, json_t *obj, const char *where,
+                       char *err, size_t errlen)
+{
+    config_source_t *s;
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(obj)) {
+        errmsg(err, errlen, "%s: must be an object", where);
+        return -1;
+    }
+    json_object_foreach(obj, key, v) {
+        size_t i = 0;
+        while (source_members[i] && strcmp(source_members[i], key) != 0)
+            i++;
+        if (!source_members[i]) {
+            errmsg(err, errlen, "%s: unknown member \"%.64s\"", where, key);
+            return -1;
+        }
+    }
+    if (!json_is_string(json_object_get(obj, "verify"))) {
+        errmsg(err, errlen, "%s: \"verify\" is required: none, github, standard, hmac or kakao",
+               where);
+        return -1;
+    }
+    v = json_object_get(obj, "tolerance_s");
+    if (v && !json_is_integer(v)) {
+        errmsg(err, errlen, "%s: \"tolerance_s\" must be a number of seconds", where);
+        return -1;
+    }
+    if (!(s = source_add(c, name))) {
+        errmsg(err, errlen, "out of memory");
+        return -1;
+    }
+    s->tolerance_s = v ? json_integer_value(v) : 0;
+    if (member_str(obj, "verify", &s->verify, where, err, errlen) ||
+        member_str(obj, "header", &s->header, where, err, errlen) ||
+        member_str(obj, "algorithm", &s->algorithm, where, err, errlen) ||
+        member_str(obj, "encoding", &s->encoding, where, err, errlen) ||
+        member_str(obj, "prefix", &s->prefix, where, err, errlen) ||
+        member_str(obj, "tenant", &s->tenant, where, err, errlen) ||
+        source_secret(s, obj, where, err, errlen))
+        return -1;
+    return source_check(s, where, err, errlen);
+}
+
+static int load_sources(config_t *c, json_t *obj, const char *file, char *err,
+                        size_t errlen)
+{
+    const char *name;
+    json_t *v;
+
+    if (!json_is_object(obj)) {
+        errmsg(err, errlen, "%s: sources must be an object", file);
+        return -1;
+    }
+    if (json_object_size(obj) > SOURCES_MAX) {
+        errmsg(err, errlen, "%s: at most %d sources", file, SOURCES_MAX);
+        return -1;
+    }
+    json_object_foreach(obj, name, v) {
+        char where[256];
+
+        snprintf(where, sizeof where, "%s: sources.%.64s", file, name);
+        if (!source_name_valid(name)) {
+            errmsg(err, errlen, "%s: a source name is 1 to %d letters, digits or _-:@~", where,
+                   SUBJ_MAX_TOKEN_LEN);
+            return -1;
+        }
+        if (source_load(c, name, v, where, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+static int load_source_shortcuts(config_t *c, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof source_shortcuts / sizeof source_shortcuts[0]; i++) {
+        const char *v = getenv(source_shortcuts[i].env);
+        config_source_t *s;
+
+        if (!v || !*v || source_find(c, source_shortcuts[i].name))
+            continue;
+        if (!(s = source_add(c, source_shortcuts[i].name)) ||
+            !(s->verify = strdup(source_shortcuts[i].verify)) || !(s->secret = strdup(v))) {
+            errmsg(err, errlen, "out of memory");
+            return -1;
+        }
+        if (source_check(s, source_shortcuts[i].env, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- the file ------------------------------------------------------------ */
+
 static int load_file(config_t *c, const char *file, json_t **streams_out,
-                     char *err, size_t errlen)
+                     json_t **sources_out, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
@@ -312,6 +628,7 @@ static int load_file(config_t *c, const char *file, json_t **streams_out,
             goto fail;
     }
     *streams_out = json_incref(json_object_get(root, "streams"));
+    *sources_out = json_incref(json_object_get(root, "sources"));
     json_decref(root);
     return 0;
 fail:
@@ -396,7 +713,7 @@ static int check(config_t *c, char *err, size_t errlen)
 int config_load(config_t *c, const char *file, int argc, char **argv,
                 char *err, size_t errlen)
 {
-    json_t *streams = NULL;
+    json_t *streams = NULL, *sources = NULL;
     int rc = -1;
 
     memset(c, 0, sizeof *c);
@@ -406,7 +723,7 @@ int config_load(config_t *c, const char *file, int argc, char **argv,
         else if (set_str(c, &opts[i], opts[i].sdef, "default", err, errlen))
             goto out;
     }
-    if (file && load_file(c, file, &streams, err, errlen))
+    if (file && load_file(c, file, &streams, &sources, err, errlen))
         goto out;
     for (size_t i = 0; i < NOPTS; i++) {
         const char *v = getenv(opts[i].env);
@@ -425,9 +742,14 @@ int config_load(config_t *c, const char *file, int argc, char **argv,
         if (rc)
             goto out;
     }
+    rc = -1;
+    if ((sources && load_sources(c, sources, file, err, errlen)) ||
+        load_source_shortcuts(c, err, errlen))
+        goto out;
     rc = check(c, err, errlen);
 out:
     json_decref(streams);
+    json_decref(sources);
     if (rc)
         config_free(c);
     return rc;
@@ -442,6 +764,7 @@ void config_free(config_t *c)
             *slot = NULL;
         }
     streams_free(c);
+    sources_free(c);
 }
 
 void config_usage(FILE *out)

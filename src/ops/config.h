@@ -21,6 +21,18 @@
 
 #include "store/store.h"
 
+/* A webhook source that verifies what it receives: the file's "sources"
+ * object ({"github": {"verify": "github", "secret_env": "..."}}) plus the
+ * GITHUB_WEBHOOK_SECRET and KAKAO_SIGNATURE_SECRET shortcuts. */
+typedef struct config_source {
+    char *name;                    /* the {source} of /webhook/{source}/... */
+    char *verify;                  /* none | github | standard | hmac | kakao */
+    char *secret;                  /* resolved; NULL for none */
+    char *header, *algorithm, *encoding, *prefix;   /* hmac; NULL = default */
+    int64_t tolerance_s;           /* standard; 0 = default */
+    char *tenant;                  /* where its messages go */
+} config_source_t;
+
 typedef struct config {
     char *host;
     int64_t port;
@@ -56,8 +68,34 @@ typedef struct config {
     int64_t default_max_bytes;
     /* webhooks */
     int64_t webhook_max_depth;     /* path segments after the source */
+    /* access control */
+    char *bootstrap_tenant;
+    char *admin_key_file;          /* "" = {data_dir}/admin.key */
+    char *admin_allow;             /* CIDR list, "" = any */
+    char *trusted_proxies;         /* CIDR list */
+    int64_t ip_rate, ip_burst;     /* per client IP; rate 0 = none */
+    int64_t key_rate, key_burst;   /* per credential, default */
+    int64_t fail_rate, fail_burst; /* failed authentications per IP */
+    int64_t ip_max_connections;    /* streams per IP; 0 = no cap */
+    int64_t key_max_connections;   /* streams per credential, default */
+    int64_t rate_table_keys;
+    int64_t rotate_grace_ms;
+    int64_t ws_auth_timeout_ms;
+    char *jwt_secret;              /* own tokens; "" = generated */
+    int64_t token_ttl_ms;
+    int64_t jwt_leeway_ms;
+    char *jwt_issuer_secret;       /* external issuer keys */
+    char *jwt_public_key_file;
+    char *jwks_file;
+    char *jwks_url;
+    int64_t jwks_refresh_ms;
+    char *jwt_issuer;
+    char *jwt_audience;
+    char *jwt_tenant;
     store_stream_cfg_t *streams;
     size_t nstreams;
+    config_source_t *sources;
+    size_t nsources;
 } config_t;
 
 /* Fills cfg from defaults, the file (may be NULL), the environment and
