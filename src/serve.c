@@ -1,7 +1,8 @@
 /*
  * serve.c - server lifecycle.
  *
- * Start-up: configuration -> store (recovers, starts its threads) -> N
+ * Start-up: configuration -> store (recovers, starts its threads) ->
+ * access control (keys from the store; the admin key on first start) -> N
  * loops, each with a hub and its own SO_REUSEPORT listener -> routes ->
  * loop threads. The main thread then only waits for signals.
  *
@@ -23,6 +24,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "auth/auth.h"
 #include "edge/edge.h"
 #include "http/server.h"
 #include "hub/hub.h"
@@ -51,8 +53,14 @@ typedef struct server {
     int phase;                /* 0 running, 1 draining, 2 forcing */
 } server_t;
 
+/* The store's completions run on the loop that asked; a NULL target (a
+ * start-up call made before the loops run) runs on the store's thread. */
 static void post_to_loop(void *target, void (*fn)(void *), void *arg)
 {
+    if (!target) {
+        fn(arg);
+        return;
+    }
     if (loop_post(target, fn, arg) != 0)
         LOG_ERROR("could not post a completion: out of memory", "%s", "");
 }
@@ -203,8 +211,6 @@ static int start_loops(server_t *s, char *err, size_t errlen)
     LOG_INFO("listening", "\"host\":\"%s\",\"port\":%d,\"loops\":%zu,\"data_dir\":\"%s\","
              "\"fsync\":\"%s\",\"version\":\"%s\"", log_str(c->host, (size_t)-1), port,
              s->nloops, log_str(c->data_dir, (size_t)-1), c->fsync, SWITCHBOARD_VERSION);
-    LOG_WARN("this build has no access control: bind to 127.0.0.1 or put it behind a proxy",
-             "%s", "");
     for (size_t i = 0; i < s->nloops; i++)
         if (loop_start(&s->loops[i])) {
             snprintf(err, errlen, "cannot start loop thread %zu", i);
@@ -272,6 +278,11 @@ int serve_main(int argc, char **argv)
         LOG_ERROR("cannot open the store", "\"error\":\"%s\"", log_str(err, (size_t)-1));
         goto out;
     }
+    if (auth_init(&s.cfg, s.store, err, sizeof err)) {
+        LOG_ERROR("cannot set up access control", "\"error\":\"%s\"", log_str(err, (size_t)-1));
+        rc = 2;      /* a configuration problem, as config_load's */
+        goto out;
+    }
     init_routes(&s);
     /* Signals are caught before "listening" is logged: a SIGTERM sent as
      * soon as the server says it is up must be a graceful stop. */
@@ -294,6 +305,8 @@ int serve_main(int argc, char **argv)
         loop_stop_join(&s.loops[i]);
         hub_free(s.loops[i].hub);
     }
+    webhook_shutdown();
+    auth_shutdown();
     uv_loop_close(s.main);
     LOG_INFO("stopped", "%s", "");
     rc = 0;

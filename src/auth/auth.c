@@ -1,0 +1,748 @@
+/*
+ * auth.c - the guard: credentials to principals, rate limits, connection
+ * caps and the audit trail. See auth.h.
+ *
+ * State is process-wide and built once by auth_init before any loop runs:
+ * the key registry (keys.c, filled from the store's metadata), the token
+ * verifiers (tokens.c), one rate table for every limit (keys prefixed by
+ * kind: "ip:", "fail:", "key:", "cip:", "ckey:") and the parsed CIDR lists.
+ * After that everything is read-only or internally locked, so the loops
+ * call in without further coordination.
+ *
+ * Start-up persistence (the bootstrap key, a generated token secret) must
+ * be durable before the server says it is listening, but the store answers
+ * through loop posts and the loops are not running yet: serve.c's post
+ * function runs completions for target NULL on the store's thread, and
+ * meta_put_sync waits for that on a condition variable.
+ */
+#include "auth/auth.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "auth/cidr.h"
+#include "auth/ratelimit.h"
+#include "core/base64.h"
+#include "core/clock.h"
+#include "core/errmsg.h"
+#include "core/siphash.h"
+#include "ops/log.h"
+#include "ops/metrics.h"
+
+#define AUTH_SECRET_BYTES 32
+#define AUTH_SECRET_KEY "jwt_secret"
+#define AUTH_ENDPOINT_MAX 96
+
+static struct {
+    const config_t *cfg;
+    store_t *store;
+    keys_reg_t *keys;
+    tokens_t *tokens;
+    rl_table_t *rl;
+    cidr_list_t proxies;
+    cidr_list_t admin_allow;
+    uint64_t sip0, sip1;           /* hashes long rate keys */
+} A;
+
+keys_reg_t *auth_keys(void) { return A.keys; }
+tokens_t *auth_tokens(void) { return A.tokens; }
+store_t *auth_store(void) { return A.store; }
+
+/* --- outcomes --------------------------------------------------------------- */
+
+static void outcome(auth_outcome_t *o, int status, int metric, const char *code,
+                    const char *message, const char *reason)
+{
+    o->status = status;
+    o->metric = metric;
+    o->code = code;
+    o->message = message;
+    o->reason = reason;
+    o->retry_after_ms = 0;
+}
+
+static void refuse_invalid(auth_outcome_t *o, int metric, const char *reason)
+{
+    outcome(o, 401, metric, "unauthorized", "invalid credentials", reason);
+}
+
+static void refuse_rate(auth_outcome_t *o, uint64_t retry_ms, const char *reason)
+{
+    outcome(o, 429, MA_RATE_LIMITED, "rate_limited", "too many requests; retry later", reason);
+    o->retry_after_ms = retry_ms;
+}
+
+static int metric_of_key(keys_auth_t r)
+{
+    switch (r) {
+    case KEYS_AUTH_OK: return MA_OK;
+    case KEYS_AUTH_MALFORMED: return MA_MALFORMED;
+    case KEYS_AUTH_UNKNOWN: return MA_UNKNOWN;
+    case KEYS_AUTH_BAD_SECRET: return MA_BAD_SECRET;
+    case KEYS_AUTH_REVOKED: return MA_REVOKED;
+    case KEYS_AUTH_EXPIRED: return MA_EXPIRED;
+    case KEYS_AUTH_IP_NOT_ALLOWED: return MA_IP_NOT_ALLOWED;
+    }
+    return MA_MALFORMED;
+}
+
+static int metric_of_token(tokens_result_t r)
+{
+    switch (r) {
+    case TOKENS_OK: return MA_OK;
+    case TOKENS_EMALFORMED: return MA_MALFORMED;
+    case TOKENS_EEXPIRED: return MA_EXPIRED;
+    case TOKENS_EREVOKED: return MA_REVOKED;
+    default: return MA_INVALID_TOKEN;
+    }
+}
+
+static const char *outcome_name(int metric)
+{
+    static const char *const names[MA_MAX] = {
+        "ok", "missing", "malformed", "unknown", "bad_secret", "revoked", "expired",
+        "ip_not_allowed", "invalid_token", "forbidden", "rate_limited", "connection_limited",
+    };
+    return metric >= 0 && metric < MA_MAX ? names[metric] : "unknown";
+}
+
+/*
+ * The audit trail of one attempt: the log line, the metric, and the usage
+ * log of the key when one is named. who is a key id or a token's sub (may
+ * be empty); tenant may be NULL.
+ */
+static void audit(const auth_outcome_t *o, const char *who, const char *tenant, const char *ip,
+                  const char *endpoint)
+{
+    const char *name = outcome_name(o->metric);
+    int level = o->status ? LOG_LEVEL_WARN : LOG_LEVEL_INFO;
+
+    METRIC_INC(auth[o->metric]);
+    LOG_AT(level, "auth", "\"outcome\":\"%s\",\"reason\":\"%s\",\"key\":\"%s\",\"tenant\":\"%s\","
+           "\"ip\":\"%s\",\"endpoint\":\"%s\"", name, log_str(o->reason ? o->reason : "", (size_t)-1),
+           log_str(who ? who : "", (size_t)-1), log_str(tenant ? tenant : "", (size_t)-1),
+           log_str(ip, (size_t)-1), log_str(endpoint, (size_t)-1));
+    if (who && *who && A.keys)
+        keys_record_use(A.keys, who, strlen(who), clock_now_ms(), ip, endpoint, name);
+}
+
+/* --- rate tables ------------------------------------------------------------ */
+
+/* "<kind>:<name>" into out (RL_KEY_MAX bytes); names too long for that are
+ * replaced by a keyed hash. Returns the length. */
+static size_t rate_key(char out[RL_KEY_MAX + 1], const char *kind, const char *a, const char *b)
+{
+    int n = snprintf(out, RL_KEY_MAX + 1, "%s:%s/%s", kind, a, b ? b : "");
+
+    if (n < 0 || n > RL_KEY_MAX) {
+        uint64_t h1 = siphash13(A.sip0, A.sip1, a, strlen(a));
+        uint64_t h2 = siphash13(A.sip1, A.sip0 ^ h1, b ? b : "", b ? strlen(b) : 0);
+        n = snprintf(out, RL_KEY_MAX + 1, "%s#%016" PRIx64 "%016" PRIx64, kind, h1, h2);
+    }
+    return (size_t)n;
+}
+
+static bool take(const char *kind, const char *a, const char *b, double rate, uint32_t burst,
+                 uint64_t *retry)
+{
+    char k[RL_KEY_MAX + 1];
+    size_t len = rate_key(k, kind, a, b);
+
+    return rl_take(A.rl, k, len, rate, burst, clock_mono_ms(), retry);
+}
+
+static void principal_rate(const principal_t *p, double *rate, uint32_t *burst)
+{
+    if (p->perm.rate_per_s > 0) {
+        *rate = p->perm.rate_per_s;
+        *burst = p->perm.burst;
+    } else {
+        *rate = (double)A.cfg->key_rate;
+        *burst = (uint32_t)A.cfg->key_burst;
+    }
+}
+
+bool auth_rate(const principal_t *p, const char *ip, auth_outcome_t *out)
+{
+    double rate;
+    uint32_t burst;
+    uint64_t retry = 0;
+
+    outcome(out, 0, MA_OK, NULL, NULL, NULL);
+    principal_rate(p, &rate, &burst);
+    if (take("key", p->tenant, p->id, rate, burst, &retry))
+        return true;
+    refuse_rate(out, retry, "credential rate limit");
+    return false;
+}
+
+/* --- credentials ------------------------------------------------------------- */
+
+static bool is_jwt(const char *s, size_t len)
+{
+    const char *dot1 = memchr(s, '.', len), *dot2;
+
+    if (!dot1)
+        return false;
+    dot2 = memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - s));
+    return dot2 != NULL;
+}
+
+/* Steps 3 of auth.h for an API key; who receives its id when readable. */
+static principal_t *check_key(const char *cred, size_t len, const char *ip, auth_outcome_t *out,
+                              char who[PRINCIPAL_ID_MAX + 1])
+{
+    char id[APIKEY_ID_LEN + 1];
+    principal_t *p = NULL;
+    const char *reason = NULL;
+    keys_auth_t r;
+
+    if (apikey_parse(cred, len, id) == 0)
+        snprintf(who, PRINCIPAL_ID_MAX + 1, "%s", id);
+    r = keys_authenticate(A.keys, cred, len, ip, clock_now_ms(), &p, &reason);
+    if (r != KEYS_AUTH_OK)
+        refuse_invalid(out, metric_of_key(r), reason ? reason : keys_auth_name(r));
+    return p;
+}
+
+static principal_t *check_token(const char *cred, size_t len, auth_outcome_t *out)
+{
+    principal_t *p = NULL;
+    const char *reason = NULL;
+    tokens_result_t r = tokens_verify(A.tokens, cred, len, clock_now_ms(), &p, &reason);
+
+    if (r == TOKENS_ENOMEM)
+        outcome(out, 503, MA_INVALID_TOKEN, "unavailable", "out of memory", "out of memory");
+    else if (r != TOKENS_OK)
+        refuse_invalid(out, metric_of_token(r), reason ? reason : "invalid token");
+    return p;
+}
+
+principal_t *auth_check(const char *cred, size_t len, const char *ip, const char *endpoint,
+                        auth_outcome_t *out)
+{
+    const config_t *c = A.cfg;
+    char who[PRINCIPAL_ID_MAX + 1] = "";
+    principal_t *p = NULL;
+    uint64_t retry = 0;
+
+    outcome(out, 0, MA_OK, NULL, NULL, "credential accepted");
+    if (!take("ip", ip, NULL, (double)c->ip_rate, (uint32_t)c->ip_burst, &retry)) {
+        refuse_rate(out, retry, "client IP rate limit");
+        goto done;
+    }
+    {
+        char k[RL_KEY_MAX + 1];
+        size_t klen = rate_key(k, "fail", ip, NULL);
+        if (!rl_peek(A.rl, k, klen, (double)c->fail_rate, (uint32_t)c->fail_burst,
+                     clock_mono_ms(), &retry)) {
+            refuse_rate(out, retry, "too many failed attempts from this address");
+            goto done;
+        }
+    }
+    if (!cred || len == 0) {
+        outcome(out, 401, MA_MISSING, "unauthorized",
+                "a credential is required: Authorization: Bearer <API key or token>",
+                "no credential");
+    } else if (len > AUTH_CRED_MAX) {
+        refuse_invalid(out, MA_MALFORMED, "credential too long");
+    } else if (len > APIKEY_PREFIX_LEN && memcmp(cred, APIKEY_PREFIX, APIKEY_PREFIX_LEN) == 0) {
+        p = check_key(cred, len, ip, out, who);
+    } else if (is_jwt(cred, len)) {
+        p = check_token(cred, len, out);
+    } else {
+        refuse_invalid(out, MA_MALFORMED, "neither an API key nor a JWT");
+    }
+    if (out->status == 401 && out->metric != MA_MISSING)
+        take("fail", ip, NULL, (double)c->fail_rate, (uint32_t)c->fail_burst, &retry);
+    if (p) {
+        snprintf(who, sizeof who, "%s", p->id);
+        if (!auth_rate(p, ip, out)) {
+            principal_unref(p);
+            p = NULL;
+            audit(out, who, NULL, ip, endpoint);
+            return NULL;
+        }
+        out->reason = "credential accepted";
+        audit(out, who, p->tenant, ip, endpoint);
+        return p;
+    }
+done:
+    audit(out, who, NULL, ip, endpoint);
+    return NULL;
+}
+
+/* --- HTTP --------------------------------------------------------------------- */
+
+/* The credential of "Authorization: Bearer <cred>" (scheme case-insensitive). */
+static const char *bearer(const http_req_t *r, size_t *len)
+{
+    size_t n;
+    const char *v = http_header(r, "Authorization", &n);
+
+    if (!v || n < 7 || strncasecmp(v, "Bearer ", 7) != 0)
+        return NULL;
+    v += 7;
+    n -= 7;
+    while (n && *v == ' ') {
+        v++;
+        n--;
+    }
+    *len = n;
+    return v;
+}
+
+static void endpoint_of(const http_req_t *r, char out[AUTH_ENDPOINT_MAX])
+{
+    snprintf(out, AUTH_ENDPOINT_MAX, "%.*s %.*s", (int)r->head.method_len, r->head.method,
+             (int)r->head.path_len, r->head.path);
+}
+
+principal_t *auth_request(http_req_t *r, unsigned flags)
+{
+    char ip[AUTH_IP_MAX], endpoint[AUTH_ENDPOINT_MAX];
+    size_t len = 0;
+    const char *cred = bearer(r, &len);
+    auth_outcome_t o;
+    principal_t *p;
+    buf_t tok;
+
+    auth_client_ip(r, ip);
+    endpoint_of(r, endpoint);
+    buf_init(&tok, AUTH_CRED_MAX);
+    if (!cred && (flags & AUTH_QUERY_TOKEN) && http_query_get(r, "token", 0, &tok) == 1) {
+        cred = tok.data;
+        len = tok.len;
+    }
+    p = auth_check(cred, len, ip, endpoint, &o);
+    if (tok.data)
+        OPENSSL_cleanse(tok.data, tok.len);
+    buf_free(&tok);
+    if (!p)
+        auth_respond(r, &o);
+    return p;
+}
+
+void auth_respond(http_req_t *r, const auth_outcome_t *o)
+{
+    char retry[32];
+
+    if (o->status == 401)
+        http_add_header(r, "WWW-Authenticate", "Bearer realm=\"switchboard\"");
+    if (o->status == 429) {
+        snprintf(retry, sizeof retry, "%" PRIu64, (o->retry_after_ms + 999) / 1000);
+        http_add_header(r, "Retry-After", retry);
+    }
+    http_error(r, o->status, o->code, "%s", o->message);
+}
+
+void auth_forbidden(http_req_t *r, const principal_t *p, const char *ip, const char *endpoint,
+                    const char *what)
+{
+    auth_outcome_t o;
+    char ep[AUTH_ENDPOINT_MAX];
+
+    if (r && !endpoint) {
+        endpoint_of(r, ep);
+        endpoint = ep;
+    }
+    outcome(&o, 403, MA_FORBIDDEN, "forbidden", "not permitted", what);
+    audit(&o, p->id, p->tenant, ip ? ip : "", endpoint ? endpoint : "");
+    if (r)
+        http_error(r, 403, "forbidden", "not permitted: %s", what);
+}
+
+bool auth_still_valid(const principal_t *p, int64_t now_ms)
+{
+    keys_auth_t st;
+
+    if (principal_expired(p, now_ms))
+        return false;
+    st = keys_status(A.keys, p->id, p->id_len, now_ms);
+    if (p->kind != PRINCIPAL_JWT)
+        return st == KEYS_AUTH_OK;
+    return st != KEYS_AUTH_REVOKED && st != KEYS_AUTH_EXPIRED;   /* minted by a key */
+}
+
+/* --- client address ----------------------------------------------------------- */
+
+/* The right-most X-Forwarded-For entry that is not a trusted proxy, when
+ * the peer is one; entries that are not addresses end the walk. */
+void auth_client_ip(const http_req_t *r, char out[AUTH_IP_MAX])
+{
+    const char *peer = r->conn ? r->conn->peer : "";
+    const char *xff, *end;
+    size_t len;
+
+    snprintf(out, AUTH_IP_MAX, "%s", peer);
+    if (A.proxies.n == 0 || !cidr_list_match(&A.proxies, peer, strlen(peer)))
+        return;
+    xff = http_header(r, "X-Forwarded-For", &len);
+    if (!xff)
+        return;
+    end = xff + len;
+    while (end > xff) {
+        const char *start = end, *s, *e;
+        uint8_t addr[16];
+        while (start > xff && start[-1] != ',')
+            start--;
+        for (s = start; s < end && (*s == ' ' || *s == '\t'); s++) {}
+        for (e = end; e > s && (e[-1] == ' ' || e[-1] == '\t'); e--) {}
+        if (e == s || (size_t)(e - s) >= AUTH_IP_MAX || cidr_addr_parse(s, (size_t)(e - s), addr))
+            return;
+        memcpy(out, s, (size_t)(e - s));
+        out[e - s] = '\0';
+        if (!cidr_list_match_addr(&A.proxies, addr))
+            return;
+        end = start > xff ? start - 1 : xff;
+    }
+}
+
+bool auth_admin_ip_allowed(const char *ip)
+{
+    return A.admin_allow.n == 0 || cidr_list_match(&A.admin_allow, ip, strlen(ip));
+}
+
+/* --- connection caps ------------------------------------------------------------ */
+
+int auth_lease_acquire(auth_lease_t *l, principal_t *p, const char *ip, const char *endpoint,
+                       auth_outcome_t *out)
+{
+    char k[RL_KEY_MAX + 1];
+    size_t klen;
+    uint32_t key_max = p->perm.max_connections ? p->perm.max_connections
+                                               : (uint32_t)A.cfg->key_max_connections;
+
+    memset(l, 0, sizeof *l);
+    outcome(out, 0, MA_OK, NULL, NULL, NULL);
+    snprintf(l->ip, sizeof l->ip, "%s", ip);
+    klen = rate_key(k, "cip", ip, NULL);
+    if (!rl_conn_acquire(A.rl, k, klen, (uint32_t)A.cfg->ip_max_connections)) {
+        outcome(out, 429, MA_CONN_LIMITED, "too_many_connections",
+                "too many open streams from this address", "client IP connection cap");
+        goto refused;
+    }
+    l->ip_counted = A.cfg->ip_max_connections > 0;
+    klen = rate_key(k, "ckey", p->tenant, p->id);
+    if (!rl_conn_acquire(A.rl, k, klen, key_max)) {
+        outcome(out, 429, MA_CONN_LIMITED, "too_many_connections",
+                "too many open streams for this credential", "credential connection cap");
+        auth_lease_release(l);
+        goto refused;
+    }
+    l->key_counted = key_max > 0;
+    l->p = principal_ref(p);
+    return 0;
+refused:
+    out->retry_after_ms = 1000;
+    audit(out, p->id, p->tenant, ip, endpoint);
+    return -1;
+}
+
+void auth_lease_release(auth_lease_t *l)
+{
+    char k[RL_KEY_MAX + 1];
+
+    if (l->ip_counted)
+        rl_conn_release(A.rl, k, rate_key(k, "cip", l->ip, NULL));
+    if (l->key_counted && l->p)
+        rl_conn_release(A.rl, k, rate_key(k, "ckey", l->p->tenant, l->p->id));
+    l->ip_counted = l->key_counted = false;
+    principal_unref(l->p);
+    l->p = NULL;
+}
+
+/* --- start-up ------------------------------------------------------------------- */
+
+typedef struct sync_put {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int err;
+} sync_put_t;
+
+static void sync_put_done(void *arg, int err, uint64_t rev)
+{
+    sync_put_t *w = arg;
+
+    pthread_mutex_lock(&w->mu);
+    w->err = err;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* A durable put before the loops run (see the note at the top). */
+static int meta_put_sync(const char *ns, const char *key, const void *v, size_t len)
+{
+    sync_put_t w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    int rc = store_meta_put(A.store, ns, key, v, len, 0, NULL, sync_put_done, &w);
+
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    return w.err;
+}
+
+static int persist_key_sync(const json_t *record)
+{
+    const char *id = json_string_value(json_object_get(record, "id"));
+    char *text = json_dumps(record, JSON_COMPACT);
+    int rc = id && text ? meta_put_sync(AUTH_NS_KEYS, id, text, strlen(text)) : STORE_ENOMEM;
+
+    free(text);
+    return rc;
+}
+
+static int load_key(void *ctx, const char *key, const unsigned char *value, size_t len,
+                    uint64_t rev)
+{
+    char *err = ctx;
+    json_error_t jerr;
+    json_t *rec = json_loadb((const char *)value, len, 0, &jerr);
+    int rc = rec ? keys_load(A.keys, rec, err, KEYS_ERR_LEN) : KEYS_EINVAL;
+
+    if (!rec)
+        errmsg(err, KEYS_ERR_LEN, "not JSON");
+    json_decref(rec);
+    if (rc)
+        LOG_ERROR("stored API key not loaded", "\"id\":\"%s\",\"error\":\"%s\"",
+                  log_str(key, (size_t)-1), log_str(err, (size_t)-1));
+    return 0;      /* one bad record must not lock everyone out */
+}
+
+static int load_revoked(void *ctx, const char *key, const unsigned char *value, size_t len,
+                        uint64_t rev)
+{
+    json_error_t jerr;
+    json_t *rec = json_loadb((const char *)value, len, 0, &jerr);
+    int64_t exp_ms = json_integer_value(json_object_get(rec, "exp_ms"));
+
+    if (exp_ms > clock_now_ms())
+        tokens_revoke(A.tokens, key, strlen(key), exp_ms);
+    json_decref(rec);
+    return 0;
+}
+
+static int write_key_file(const char *path, const char *key)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    size_t len = strlen(key);
+    int rc = -1;
+
+    if (fd < 0)
+        return -1;
+    if (fchmod(fd, 0600) == 0 && write(fd, key, len) == (ssize_t)len &&
+        write(fd, "\n", 1) == 1 && fsync(fd) == 0)
+        rc = 0;
+    close(fd);
+    return rc;
+}
+
+/* The first-start key: created, persisted, then shown once. */
+static int bootstrap(char *err, size_t errlen)
+{
+    const config_t *c = A.cfg;
+    char key[APIKEY_LEN + 1], kerr[KEYS_ERR_LEN], path[4096];
+    json_t *rec = NULL;
+    int rc = -1;
+
+    if (keys_bootstrap(A.keys, c->bootstrap_tenant, strlen(c->bootstrap_tenant), clock_now_ms(),
+                       key, &rec, kerr, sizeof kerr)) {
+        errmsg(err, errlen, "cannot create the admin key: %s", kerr);
+        goto out;
+    }
+    if (persist_key_sync(rec)) {
+        errmsg(err, errlen, "cannot store the admin key");
+        goto out;
+    }
+    if (*c->admin_key_file)
+        snprintf(path, sizeof path, "%s", c->admin_key_file);
+    else
+        snprintf(path, sizeof path, "%s/admin.key", c->data_dir);
+    if (write_key_file(path, key)) {
+        errmsg(err, errlen, "cannot write the admin key to %s: %s", path, strerror(errno));
+        goto out;
+    }
+    printf("Switchboard created its admin key. It is shown once, here, and kept in %s (mode "
+           "0600):\n\n    %s\n\n", path, key);
+    fflush(stdout);
+    LOG_WARN("admin key created", "\"id\":\"%s\",\"tenant\":\"%s\",\"file\":\"%s\"",
+             json_string_value(json_object_get(rec, "id")),
+             log_str(c->bootstrap_tenant, (size_t)-1), log_str(path, (size_t)-1));
+    rc = 0;
+out:
+    OPENSSL_cleanse(key, sizeof key);
+    json_decref(rec);
+    return rc;
+}
+
+typedef struct secret_load {
+    char text[256];
+    bool found;
+} secret_load_t;
+
+static int load_secret(void *ctx, const char *key, const unsigned char *value, size_t len,
+                       uint64_t rev)
+{
+    secret_load_t *s = ctx;
+
+    if (strcmp(key, AUTH_SECRET_KEY) == 0 && len < sizeof s->text) {
+        memcpy(s->text, value, len);
+        s->text[len] = '\0';
+        s->found = true;
+    }
+    return 0;
+}
+
+/* The token secret: configured, else kept in the store (generated once). */
+static int token_secret(secret_load_t *s, char *err, size_t errlen)
+{
+    unsigned char raw[AUTH_SECRET_BYTES];
+
+    if (*A.cfg->jwt_secret) {
+        if (strlen(A.cfg->jwt_secret) < 32 || strlen(A.cfg->jwt_secret) >= sizeof s->text) {
+            errmsg(err, errlen, "auth.jwt_secret must be 32 to 255 bytes");
+            return -1;
+        }
+        snprintf(s->text, sizeof s->text, "%s", A.cfg->jwt_secret);
+        return 0;
+    }
+    if (store_meta_load_sync(A.store, AUTH_NS_AUTH, load_secret, s) == 0 && s->found)
+        return 0;
+    if (RAND_bytes(raw, sizeof raw) != 1) {
+        errmsg(err, errlen, "no randomness for the token secret");
+        return -1;
+    }
+    base64_encode(raw, sizeof raw, s->text, B64_URL);
+    s->text[base64_encoded_len(sizeof raw, B64_URL)] = '\0';
+    OPENSSL_cleanse(raw, sizeof raw);
+    if (meta_put_sync(AUTH_NS_AUTH, AUTH_SECRET_KEY, s->text, strlen(s->text))) {
+        errmsg(err, errlen, "cannot store the token secret");
+        return -1;
+    }
+    return 0;
+}
+
+static bool key_alive(void *ctx, const char *id, size_t len, int64_t now_ms)
+{
+    keys_auth_t st = keys_status(A.keys, id, len, now_ms);
+    return st == KEYS_AUTH_OK;
+}
+
+static const char *opt_str(const char *s) { return s && *s ? s : NULL; }
+
+static int init_tokens(char *err, size_t errlen)
+{
+    const config_t *c = A.cfg;
+    secret_load_t s = {.found = false};
+    char terr[256] = "";
+    tokens_cfg_t tc;
+    int rc = -1;
+
+    if (token_secret(&s, err, errlen))
+        goto out;
+    memset(&tc, 0, sizeof tc);
+    tc.secret = s.text;
+    tc.secret_len = strlen(s.text);
+    tc.leeway_ms = c->jwt_leeway_ms;
+    tc.key_alive = key_alive;
+    tc.issuer_secret = opt_str(c->jwt_issuer_secret);
+    tc.public_key_file = opt_str(c->jwt_public_key_file);
+    tc.jwks_file = opt_str(c->jwks_file);
+    tc.jwks_url = opt_str(c->jwks_url);
+    tc.jwks_refresh_ms = c->jwks_refresh_ms;
+    tc.issuer = opt_str(c->jwt_issuer);
+    tc.audience = opt_str(c->jwt_audience);
+    tc.default_tenant = c->jwt_tenant;
+    A.tokens = tokens_new(&tc, terr, sizeof terr);
+    if (!A.tokens) {
+        errmsg(err, errlen, "tokens: %s", terr);
+        goto out;
+    }
+    rc = 0;
+out:
+    OPENSSL_cleanse(&s, sizeof s);
+    return rc;
+}
+
+static int parse_cidrs(const char *what, const char *text, cidr_list_t *out, char *err,
+                       size_t errlen)
+{
+    char cerr[160];
+
+    memset(out, 0, sizeof *out);
+    if (!*text)
+        return 0;
+    if (cidr_list_parse(text, strlen(text), out, cerr, sizeof cerr)) {
+        errmsg(err, errlen, "%s: %s", what, cerr);
+        return -1;
+    }
+    return 0;
+}
+
+int auth_init(const config_t *cfg, store_t *store, char *err, size_t errlen)
+{
+    char kerr[KEYS_ERR_LEN];
+
+    memset(&A, 0, sizeof A);
+    A.cfg = cfg;
+    A.store = store;
+    if (!principal_valid_tenant(cfg->bootstrap_tenant, strlen(cfg->bootstrap_tenant)) ||
+        !principal_valid_tenant(cfg->jwt_tenant, strlen(cfg->jwt_tenant))) {
+        errmsg(err, errlen, "auth.bootstrap_tenant and auth.jwt_tenant must be 1 to 64 of "
+               "A-Z a-z 0-9 _ -");
+        return -1;
+    }
+    if (parse_cidrs("auth.trusted_proxies", cfg->trusted_proxies, &A.proxies, err, errlen) ||
+        parse_cidrs("auth.admin_allow", cfg->admin_allow, &A.admin_allow, err, errlen))
+        goto fail;
+    if (RAND_bytes((unsigned char *)&A.sip0, sizeof A.sip0) != 1 ||
+        RAND_bytes((unsigned char *)&A.sip1, sizeof A.sip1) != 1 ||
+        !(A.keys = keys_new()) || !(A.rl = rl_new((size_t)cfg->rate_table_keys))) {
+        errmsg(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (store_meta_load_sync(store, AUTH_NS_KEYS, load_key, kerr)) {
+        errmsg(err, errlen, "cannot read the API keys from the store");
+        goto fail;
+    }
+    if (init_tokens(err, errlen))
+        goto fail;
+    if (store_meta_load_sync(store, AUTH_NS_REVOKED, load_revoked, NULL)) {
+        errmsg(err, errlen, "cannot read the revoked tokens from the store");
+        goto fail;
+    }
+    if (keys_count(A.keys) == 0 && bootstrap(err, errlen))
+        goto fail;
+    LOG_INFO("access control ready", "\"keys\":%zu,\"trusted_proxies\":%zu,"
+             "\"admin_allow\":%zu", keys_count(A.keys), A.proxies.n, A.admin_allow.n);
+    return 0;
+fail:
+    auth_shutdown();
+    return -1;
+}
+
+void auth_shutdown(void)
+{
+    tokens_free(A.tokens);
+    keys_free(A.keys);
+    rl_free(A.rl);
+    cidr_list_free(&A.proxies);
+    cidr_list_free(&A.admin_allow);
+    memset(&A, 0, sizeof A);
+}
