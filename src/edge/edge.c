@@ -8,13 +8,17 @@
 
 #include <inttypes.h>
 
+#include "auth/auth.h"
 #include "core/clock.h"
 #include "core/json.h"
+#include "core/subject.h"
 #include "ops/log.h"
 #include "ops/metrics.h"
 #include "ops/status.h"
 
 static const config_t *g_cfg;
+
+static void metrics_handle(http_req_t *r);
 
 const config_t *edge_cfg(void) { return g_cfg; }
 
@@ -22,12 +26,34 @@ void edge_register_routes(const config_t *cfg)
 {
     g_cfg = cfg;
     sse_init();
+    webhook_init(cfg);
     http_route("POST,PUT,PATCH,DELETE", "/webhook/", true, webhook_handle);
     http_route("POST", "/api/v1/publish", false, publish_handle);
     http_route("GET", "/api/v1/stream", false, sse_handle);
     http_route("GET", "/api/v1/ws", false, ws_native_handle);
+    http_route("GET,POST", "/api/v1/keys", false, keys_api_collection);
+    http_route("GET,POST,DELETE", "/api/v1/keys/", true, keys_api_item);
+    http_route("POST", "/auth/token", false, token_issue);
+    http_route("POST", "/api/v1/tokens/revoke", false, token_revoke);
     http_route("GET,HEAD", "/health", false, status_health);
-    http_route("GET", "/metrics", false, status_metrics);
+    http_route("GET", "/metrics", false, metrics_handle);
+}
+
+/* /metrics counts every tenant's traffic: admins only. /health stays open
+ * (it says ok or not, nothing more) for load balancers. */
+static void metrics_handle(http_req_t *r)
+{
+    principal_t *p = auth_request(r, 0);
+    char ip[AUTH_IP_MAX];
+
+    if (!p)
+        return;
+    auth_client_ip(r, ip);
+    if (principal_can_admin(p, p->tenant, p->tenant_len))
+        status_metrics(r);
+    else
+        auth_forbidden(r, p, ip, NULL, "metrics need admin permission");
+    principal_unref(p);
 }
 
 int edge_parse_since(const char *s, size_t len, hub_since_t *out)
@@ -53,6 +79,38 @@ int edge_parse_since(const char *s, size_t len, hub_since_t *out)
         return 0;
     }
     return -1;
+}
+
+bool edge_may_publish(http_req_t *r, const principal_t *p, const msg_t *m, const char *ip,
+                      const char *endpoint)
+{
+    char what[SUBJ_MAX_LEN + PERM_EVENT_MAX + 32];
+    size_t elen = m->event ? strlen(m->event) : 0;
+
+    if (principal_can_publish(p, m->subject, strlen(m->subject), m->event, elen))
+        return true;
+    if (!principal_event_allowed(p, m->event, elen))
+        snprintf(what, sizeof what, "publish event type %s", m->event);
+    else
+        snprintf(what, sizeof what, "publish to %s", m->subject);
+    auth_forbidden(r, p, ip, endpoint, what);
+    return false;
+}
+
+bool edge_may_subscribe(http_req_t *r, const principal_t *p, const char *pattern,
+                        bool history, const char *ip, const char *endpoint)
+{
+    char what[SUBJ_MAX_LEN + 32];
+    size_t len = strlen(pattern);
+
+    if (!principal_can_subscribe(p, pattern, len))
+        snprintf(what, sizeof what, "subscribe to %s", pattern);
+    else if (history && !principal_can_history(p, pattern, len))
+        snprintf(what, sizeof what, "read the history of %s", pattern);
+    else
+        return true;
+    auth_forbidden(r, p, ip, endpoint, what);
+    return false;
 }
 
 int edge_deliver(conn_t *c, sbuf_t *frame, int proto)

@@ -2,8 +2,8 @@
  * edge.h - what the protocol adapters share: their settings, route
  * registration, "since" parsing and the resume-aware subscription start.
  *
- * Tenancy: every message and subscription names a tenant. Until access
- * control lands, every request belongs to the tenant "default".
+ * Tenancy: every message and subscription names a tenant: the tenant of
+ * the principal that asked (auth/auth.h), or of the webhook source.
  */
 #ifndef SB_EDGE_H
 #define SB_EDGE_H
@@ -12,10 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/principal.h"
 #include "http/server.h"
 #include "hub/hub.h"
 #include "ops/config.h"
 
+/* The tenant of webhook sources that name none. */
 #define EDGE_DEFAULT_TENANT "default"
 
 /* Registers every endpoint; cfg stays referenced (it outlives serving). */
@@ -33,6 +35,16 @@ int edge_parse_since(const char *s, size_t len, hub_since_t *out);
 msg_t *edge_publish_parse(const char *json, size_t len, const char *tenant,
                           const char **code, const char **why);
 
+/* Whether p may publish m (its subject and event type). When not, the
+ * refusal is audited (auth_forbidden) and, when r is not NULL, answered
+ * 403; ip and endpoint name the attempt in the log. */
+bool edge_may_publish(http_req_t *r, const principal_t *p, const msg_t *m, const char *ip,
+                      const char *endpoint);
+
+/* The same for a subscription to pattern, with history when it resumes. */
+bool edge_may_subscribe(http_req_t *r, const principal_t *p, const char *pattern,
+                        bool history, const char *ip, const char *endpoint);
+
 #define EDGE_SLOW (-2)
 
 /* Queues a frame shared with other subscribers on connection c speaking
@@ -47,11 +59,20 @@ void edge_reply_accepted(http_req_t *r, buf_t *b, const msg_t *m);
 
 /* One-time set-up of the adapters' shared frames (before serving). */
 int sse_init(void);
+/* Builds the webhook sources' verifiers (edge/webhook.c) from cfg, which
+ * must outlive serving. 0, or -1 when some source could not be set up
+ * (logged; that source then answers 503). webhook_shutdown frees them. */
+int webhook_init(const config_t *cfg);
+void webhook_shutdown(void);
 
 /* Handlers */
 void webhook_handle(http_req_t *r);
 void publish_handle(http_req_t *r);
 void sse_handle(http_req_t *r);
 void ws_native_handle(http_req_t *r);
+void keys_api_collection(http_req_t *r);
+void keys_api_item(http_req_t *r);
+void token_issue(http_req_t *r);
+void token_revoke(http_req_t *r);
 
 #endif

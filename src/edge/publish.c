@@ -1,6 +1,7 @@
 /*
  * publish.c - POST /api/v1/publish {"subject","event"?,"data"}: a backend
- * publishes any JSON value. Same path as a webhook: stored subjects are
+ * publishes any JSON value into its credential's tenant, to subjects and
+ * event types the credential may publish (403 otherwise). Same path as a webhook: stored subjects are
  * answered once durable, others once handed to every loop.
  *
  * edge_publish_parse() is shared with the WebSocket "publish" command so
@@ -12,7 +13,7 @@
 
 #include <jansson.h>
 
-#include "auth/principal.h"
+#include "auth/auth.h"
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/subject.h"
@@ -121,17 +122,24 @@ static void published(void *arg, int err, msg_t *m)
 void publish_handle(http_req_t *r)
 {
     const char *code, *why;
-    msg_t *m = edge_publish_parse(r->body.data ? r->body.data : "", r->body.len,
-                                  EDGE_DEFAULT_TENANT, &code, &why);
+    char ip[AUTH_IP_MAX];
+    principal_t *p = auth_request(r, 0);
+    msg_t *m;
 
+    if (!p)
+        return;
+    m = edge_publish_parse(r->body.data ? r->body.data : "", r->body.len, p->tenant, &code,
+                           &why);
+    auth_client_ip(r, ip);
     if (!m) {
         http_error(r, strcmp(code, "unavailable") ? 400 : 503, code, "%s", why);
-        return;
-    }
-    http_req_hold(r);
-    if (hub_publish(m, r->conn->loop, published, r)) {
-        http_req_release(r);
-        http_error(r, 503, "store_unavailable", "the store is not accepting messages");
+    } else if (edge_may_publish(r, p, m, ip, NULL)) {
+        http_req_hold(r);
+        if (hub_publish(m, r->conn->loop, published, r)) {
+            http_req_release(r);
+            http_error(r, 503, "store_unavailable", "the store is not accepting messages");
+        }
     }
     msg_unref(m);
+    principal_unref(p);
 }

@@ -1,6 +1,13 @@
 /*
  * sse.c - Server-Sent Events: GET /api/v1/stream?subject=P[&subject=P...]
  *
+ * The credential comes in the Authorization header or, for browsers'
+ * EventSource (which cannot set headers), as ?token=. Every pattern must
+ * be one the credential may subscribe to, and history permission is
+ * needed to resume; messages of event types the credential may not see
+ * are skipped. Each heartbeat re-checks the credential: a revoked key or
+ * an expired token ends the stream.
+ *
  * One subscription per connection over all its patterns. Resume from
  * Last-Event-ID (what EventSource sends on reconnect) or ?since=<id|time>;
  * Last-Event-ID wins when both are present. Every stored message carries
@@ -17,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
+#include "core/clock.h"
 #include "core/subject.h"
 #include "edge/edge.h"
 #include "ops/log.h"
@@ -26,6 +35,7 @@ typedef struct sse {
     hub_sub_t sub;
     conn_t *conn;
     uint64_t heartbeat_ms;
+    auth_lease_t lease;        /* the principal, under the stream caps */
 } sse_t;
 
 static sbuf_t *heartbeat_frame;
@@ -55,6 +65,8 @@ static int deliver(hub_sub_t *s, msg_t *m)
 
     if (conn_is_closing(e->conn))
         return -1;
+    if (!principal_event_allowed(e->lease.p, m->event, m->event ? strlen(m->event) : 0))
+        return 0;
     f = msg_encoded(m, MSG_ENC_SSE, sse_encode);
     if (!f) {
         conn_close(e->conn);
@@ -76,7 +88,13 @@ static void caught_up(hub_sub_t *s, int err)
     }
 }
 
-static void released(hub_sub_t *s) { free(container_of(s, sse_t, sub)); }
+static void released(hub_sub_t *s)
+{
+    sse_t *e = container_of(s, sse_t, sub);
+
+    auth_lease_release(&e->lease);
+    free(e);
+}
 
 static const hub_sub_ops_t sse_sub_ops = {
     .deliver = deliver,
@@ -95,6 +113,12 @@ static void on_timeout(conn_t *c)
 {
     sse_t *e = c->ctx;
 
+    if (!auth_still_valid(e->lease.p, clock_now_ms())) {
+        LOG_INFO("stream ended: credential revoked or expired",
+                 "\"conn\":%" PRIu64 ",\"key\":\"%s\"", c->id, e->lease.p->id);
+        conn_close_after_flush(c, 1000);
+        return;
+    }
     if (edge_deliver(c, heartbeat_frame, PROTO_SSE) == EDGE_SLOW) {
         conn_close(c);
         return;
@@ -182,6 +206,16 @@ int sse_init(void)
     return heartbeat_frame ? 0 : -1;
 }
 
+/* Every pattern must be allowed, with history when the stream resumes. */
+static bool may_subscribe(http_req_t *r, const principal_t *p, char **patterns, size_t n,
+                          const hub_since_t *since, const char *ip)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!edge_may_subscribe(r, p, patterns[i], since->kind != HUB_SINCE_NONE, ip, NULL))
+            return false;
+    return true;
+}
+
 void sse_handle(http_req_t *r)
 {
     static const char head_fmt[] =
@@ -190,54 +224,69 @@ void sse_handle(http_req_t *r)
         "X-Accel-Buffering: no\r\n\r\n"
         "retry: 2000\n: connected\n\n";
     const config_t *cfg = edge_cfg();
-    char **patterns;
-    size_t n;
+    char **patterns = NULL, ip[AUTH_IP_MAX];
+    size_t n = 0;
     hub_since_t since;
-    sse_t *e;
+    sse_t *e = NULL;
     buf_t b;
     sbuf_t *head;
+    auth_outcome_t o;
+    principal_t *p = auth_request(r, AUTH_QUERY_TOKEN);
     int rc;
 
+    if (!p)
+        return;
+    auth_client_ip(r, ip);
     rc = read_patterns(r, &patterns, &n, (size_t)cfg->max_subscriptions);
     if (rc) {
-        free_patterns(patterns, n);
         http_error(r, 400, rc == -2 ? "too_many_subjects" : "invalid_subject",
                    rc == -2 ? "too many subject parameters"
                             : "give one or more valid subject patterns: ?subject=a.b.>");
-        return;
+        goto out;
     }
     if (read_since(r, &since)) {
-        free_patterns(patterns, n);
         http_error(r, 400, "invalid_since",
                    "since / Last-Event-ID must be a message id or an RFC 3339 time");
-        return;
+        goto out;
     }
+    if (!may_subscribe(r, p, patterns, n, &since, ip))
+        goto out;
     e = calloc(1, sizeof *e);
+    if (!e) {
+        http_error(r, 503, "unavailable", "out of memory");
+        goto out;
+    }
+    if (auth_lease_acquire(&e->lease, p, ip, "GET /api/v1/stream", &o)) {
+        auth_respond(r, &o);
+        goto out;
+    }
     buf_init(&b, 1024);
     http_status_line(&b, 200);
     buf_append(&b, head_fmt, sizeof head_fmt - 1);
-    head = e && b.data ? sbuf_from(b.data, b.len) : NULL;
+    head = b.data ? sbuf_from(b.data, b.len) : NULL;
     buf_free(&b);
     if (!head) {
-        free(e);
-        free_patterns(patterns, n);
         http_error(r, 503, "unavailable", "out of memory");
-        return;
+        goto out;
     }
     e->conn = r->conn;
     e->heartbeat_ms = (uint64_t)cfg->heartbeat_ms;
     e->sub.ops = &sse_sub_ops;
     e->sub.conn = r->conn;
-    if (http_take_over(r, head, &sse_proto, e, PROTO_SSE)) {
-        sbuf_unref(head);
-        free(e);
-        free_patterns(patterns, n);
-        return;
-    }
+    rc = http_take_over(r, head, &sse_proto, e, PROTO_SSE);
     sbuf_unref(head);
+    if (rc)
+        goto out;
     conn_set_timeout(e->conn, e->heartbeat_ms);
-    if (hub_subscribe(hub_of(e->conn->loop), &e->sub, EDGE_DEFAULT_TENANT,
+    if (hub_subscribe(hub_of(e->conn->loop), &e->sub, p->tenant,
                       (const char *const *)patterns, n, &since))
         conn_close(e->conn);
+    e = NULL;      /* the connection owns it now: on_close -> released */
+out:
+    if (e) {
+        auth_lease_release(&e->lease);
+        free(e);
+    }
     free_patterns(patterns, n);
+    principal_unref(p);
 }

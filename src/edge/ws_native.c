@@ -3,6 +3,7 @@
  * JSON text messages, one object each, with a "type".
  *
  *   client -> server                        server -> client
+ *   auth        {id?, token}                authenticated {id, tenant, key}
  *   subscribe   {id?, subject, since?}      subscribed {id, subject}
  *                                           caught_up  {id}     (after replay)
  *   unsubscribe {id}                        unsubscribed {id}
@@ -10,6 +11,15 @@
  *   ping        {id?}                       pong {id}
  *                                           message {message: envelope}
  *                                           error {id, code, message}
+ *
+ * Credentials: the Authorization header or ?token= at the upgrade (a bad
+ * one is answered 401/429 before any WebSocket exists); without either, the
+ * first message must be "auth" within auth.ws_auth_timeout_ms. Close
+ * codes: 4401 missing/invalid credential, or one revoked or expired while
+ * connected (re-checked every ping interval); 4429 rate or connection
+ * limit at authentication. A subscribe or publish the credential does not
+ * permit is answered with an error "forbidden" and the connection stays;
+ * a publish over the credential's rate gets "rate_limited".
  *
  * A connection may hold several subscriptions (each its own resume point);
  * a message matching more than one is sent once. Message frames are
@@ -23,6 +33,8 @@
 
 #include <jansson.h>
 
+#include "auth/auth.h"
+#include "core/clock.h"
 #include "core/json.h"
 #include "core/subject.h"
 #include "edge/edge.h"
@@ -31,6 +43,8 @@
 #include "ops/metrics.h"
 
 #define WSN_CLOSE_SLOW 4008
+#define WSN_CLOSE_UNAUTHORIZED 4401
+#define WSN_CLOSE_LIMITED 4429
 #define WSN_ID_MAX 128
 
 typedef struct wsn wsn_t;
@@ -44,6 +58,8 @@ typedef struct wsn_sub {
 
 struct wsn {
     ws_conn_t *ws;
+    auth_lease_t lease;        /* lease.p is NULL until authenticated */
+    char ip[AUTH_IP_MAX];
     list_node_t subs;
     size_t nsubs;
     uint64_t last_gen;         /* dedupe across this connection's subs */
@@ -117,6 +133,8 @@ static int deliver(hub_sub_t *s, msg_t *m)
 
     if (w->closed || conn_is_closing(w->ws->conn))
         return -1;
+    if (!principal_event_allowed(w->lease.p, m->event, m->event ? strlen(m->event) : 0))
+        return 0;
     if (hub_sub_live(s) && w->last_gen == hub_delivery_gen(h))
         return 0;                     /* sent for another subscription */
     w->last_gen = hub_delivery_gen(h);
@@ -205,6 +223,13 @@ static void cmd_subscribe(wsn_t *w, json_t *obj, const char *id)
             return;
         }
     }
+    if (!edge_may_subscribe(NULL, w->lease.p, subject, since.kind != HUB_SINCE_NONE, w->ip,
+                            "WS subscribe")) {
+        reply_error(w, id, "forbidden", since.kind != HUB_SINCE_NONE
+                        ? "not permitted: subscribe to this subject with history"
+                        : "not permitted: subscribe to this subject");
+        return;
+    }
     if (find_sub(w, id)) {
         reply_error(w, id, "duplicate_id", "a subscription with this id exists");
         return;
@@ -229,7 +254,7 @@ static void cmd_subscribe(wsn_t *w, json_t *obj, const char *id)
     json_append_str(&extra, subject, strlen(subject));
     reply(w, "subscribed", s->id, extra.data);
     buf_free(&extra);
-    if (hub_subscribe(hub_of(w->ws->conn->loop), &s->sub, EDGE_DEFAULT_TENANT, &subject, 1,
+    if (hub_subscribe(hub_of(w->ws->conn->loop), &s->sub, w->lease.p->tenant, &subject, 1,
                       &since)) {
         reply_error(w, id, "unavailable", "out of memory");
         drop_sub(w, s);
@@ -279,11 +304,22 @@ static void published(void *arg, int err, msg_t *m)
 static void cmd_publish(wsn_t *w, const char *text, size_t len, const char *id)
 {
     const char *code, *why;
-    msg_t *m = edge_publish_parse(text, len, EDGE_DEFAULT_TENANT, &code, &why);
+    msg_t *m;
     wsn_pub_t *p;
+    auth_outcome_t o;
 
+    if (!auth_rate(w->lease.p, w->ip, &o)) {
+        reply_error(w, id, o.code, o.message);
+        return;
+    }
+    m = edge_publish_parse(text, len, w->lease.p->tenant, &code, &why);
     if (!m) {
         reply_error(w, id, code, why);
+        return;
+    }
+    if (!edge_may_publish(NULL, w->lease.p, m, w->ip, "WS publish")) {
+        reply_error(w, id, "forbidden", "not permitted: publish this subject or event type");
+        msg_unref(m);
         return;
     }
     p = calloc(1, sizeof *p);
@@ -305,6 +341,53 @@ static void cmd_publish(wsn_t *w, const char *text, size_t len, const char *id)
     msg_unref(m);
 }
 
+/* --- authentication ------------------------------------------------------------ */
+
+/* Takes principal p (its reference) as this connection's credential. */
+static int authenticate(wsn_t *w, principal_t *p, auth_outcome_t *o)
+{
+    int rc = auth_lease_acquire(&w->lease, p, w->ip, "GET /api/v1/ws", o);
+
+    principal_unref(p);
+    return rc;
+}
+
+/* The first message of a connection that upgraded without a credential. */
+static void cmd_auth(wsn_t *w, json_t *obj, const char *id)
+{
+    json_t *jtok = json_object_get(obj, "token");
+    const char *tok = json_string_value(jtok);
+    auth_outcome_t o;
+    principal_t *p = auth_check(tok, tok ? json_string_length(jtok) : 0, w->ip,
+                                "WS auth", &o);
+    buf_t extra;
+
+    if (!p || authenticate(w, p, &o)) {
+        ws_close(w->ws, o.status == 429 ? WSN_CLOSE_LIMITED : WSN_CLOSE_UNAUTHORIZED,
+                 o.message);
+        return;
+    }
+    buf_init(&extra, 512);
+    buf_append_str(&extra, ",\"tenant\":");
+    json_append_str(&extra, w->lease.p->tenant, w->lease.p->tenant_len);
+    buf_append_str(&extra, ",\"key\":");
+    json_append_str(&extra, w->lease.p->id, w->lease.p->id_len);
+    reply(w, "authenticated", id, extra.data);
+    buf_free(&extra);
+}
+
+/* Every ping interval: the deadline of the first message, then the
+ * credential's state. */
+static void on_tick(ws_conn_t *ws)
+{
+    wsn_t *w = ws->app;
+
+    if (!w->lease.p)
+        ws_close(ws, WSN_CLOSE_UNAUTHORIZED, "authentication timeout");
+    else if (!auth_still_valid(w->lease.p, clock_now_ms()))
+        ws_close(ws, WSN_CLOSE_UNAUTHORIZED, "credential revoked or expired");
+}
+
 /* --- transport callbacks ---------------------------------------------------- */
 
 static void on_message(ws_conn_t *ws, bool binary, const unsigned char *data, size_t len)
@@ -320,7 +403,9 @@ static void on_message(ws_conn_t *ws, bool binary, const unsigned char *data, si
         return;
     }
     obj = json_loadb((const char *)data, len, 0, &jerr);
-    if (!json_is_object(obj)) {
+    if (!json_is_object(obj) && !w->lease.p) {
+        ws_close(ws, WSN_CLOSE_UNAUTHORIZED, "authentication required: send {\"type\":\"auth\"}");
+    } else if (!json_is_object(obj)) {
         reply_error(w, NULL, "invalid_json", "each message must be one JSON object");
         json_decref(obj);
         return;
@@ -338,8 +423,14 @@ static void on_message(ws_conn_t *ws, bool binary, const unsigned char *data, si
         return;
     }
     type = json_string_value(json_object_get(obj, "type"));
-    if (!type)
+    if (!w->lease.p && (!type || strcmp(type, "auth") != 0))
+        ws_close(ws, WSN_CLOSE_UNAUTHORIZED, "authentication required: send {\"type\":\"auth\"}");
+    else if (!type)
         reply_error(w, id, "bad_request", "\"type\" is required");
+    else if (strcmp(type, "auth") == 0 && !w->lease.p)
+        cmd_auth(w, obj, id);
+    else if (strcmp(type, "auth") == 0)
+        reply_error(w, id, "already_authenticated", "this connection is authenticated");
     else if (strcmp(type, "subscribe") == 0)
         cmd_subscribe(w, obj, id);
     else if (strcmp(type, "unsubscribe") == 0)
@@ -349,7 +440,8 @@ static void on_message(ws_conn_t *ws, bool binary, const unsigned char *data, si
     else if (strcmp(type, "ping") == 0)
         reply(w, "pong", id, NULL);
     else
-        reply_error(w, id, "unknown_type", "type must be subscribe, unsubscribe, publish or ping");
+        reply_error(w, id, "unknown_type",
+                    "type must be auth, subscribe, unsubscribe, publish or ping");
     json_decref(obj);
 }
 
@@ -369,27 +461,60 @@ static void on_close(ws_conn_t *ws)
     w->closed = true;
     while (!list_empty(&w->subs))
         drop_sub(w, container_of(w->subs.next, wsn_sub_t, node));
+    auth_lease_release(&w->lease);
     free(w);
 }
 
 static const ws_handler_t wsn_handler = {
     .on_message = on_message,
     .on_drain = on_drain,
+    .on_tick = on_tick,
     .on_close = on_close,
 };
+
+/* Whether the upgrade request carries a credential (header or ?token=). */
+static bool presents_credential(const http_req_t *r)
+{
+    buf_t v;
+    bool found;
+
+    if (http_header(r, "Authorization", NULL))
+        return true;
+    buf_init(&v, AUTH_CRED_MAX);
+    found = http_query_get(r, "token", 0, &v) != 0;
+    buf_free(&v);
+    return found;
+}
 
 void ws_native_handle(http_req_t *r)
 {
     const config_t *cfg = edge_cfg();
     wsn_t *w = calloc(1, sizeof *w);
+    auth_outcome_t o;
+    principal_t *p;
 
     if (!w) {
         http_error(r, 503, "unavailable", "out of memory");
         return;
     }
     list_init(&w->subs);
+    auth_client_ip(r, w->ip);
+    if (presents_credential(r)) {
+        if (!(p = auth_request(r, AUTH_QUERY_TOKEN)))
+            goto refused;
+        if (authenticate(w, p, &o)) {
+            auth_respond(r, &o);
+            goto refused;
+        }
+    }
     w->ws = ws_upgrade(r, &wsn_handler, w, (uint64_t)cfg->max_ws_message,
                        (uint64_t)cfg->heartbeat_ms);
     if (!w->ws)
-        free(w);
+        goto refused;
+    if (!w->lease.p && cfg->ws_auth_timeout_ms < cfg->heartbeat_ms)
+        conn_set_timeout(w->ws->conn, (uint64_t)cfg->ws_auth_timeout_ms);
+    return;
+refused:
+    auth_lease_release(&w->lease);
+    free(w);
 }

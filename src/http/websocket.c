@@ -129,6 +129,11 @@ static void on_timeout(conn_t *c)
         conn_close(c);
         return;
     }
+    if (ws->h->on_tick) {
+        ws->h->on_tick(ws);
+        if (ws->close_sent || conn_is_closing(c))
+            return;
+    }
     ws->awaiting_pong = true;
     ws_send_control(ws, WS_OP_PING, NULL, 0);
     conn_set_timeout(c, ws->ping_ms);

@@ -26,6 +26,9 @@ typedef struct ws_handler {
     void (*on_message)(ws_conn_t *ws, bool binary, const unsigned char *data, size_t len);
     /* The output queue emptied (optional): resume paused producers. */
     void (*on_drain)(ws_conn_t *ws);
+    /* Every ping interval, before the ping (optional): re-check whatever
+     * may have changed (a revoked credential); closing here is fine. */
+    void (*on_tick)(ws_conn_t *ws);
     /* Final: the connection is gone; free the adapter's state. */
     void (*on_close)(ws_conn_t *ws);
 } ws_handler_t;
