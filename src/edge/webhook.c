@@ -10,16 +10,35 @@
  * lower-cased, repeated fields joined with ", ", hop-by-hop fields
  * removed) and the raw body, byte for byte.
  *
+ * Who may post. The {source} token picks the rule (config "sources"):
+ *   - a source configured with a verifier (github, standard, hmac, kakao):
+ *     the signature over the raw body must check (auth/sig.h), else 401
+ *     "invalid_signature", counted by result and logged without secret or
+ *     signature; Standard Webhooks requests are also refused once seen
+ *     (same id and timestamp: 401 "replayed", auth/replay.h). The message
+ *     goes to the source's tenant;
+ *   - a source configured with verify "none": anyone, into its tenant;
+ *   - any other source: a credential (auth/auth.h) that may publish the
+ *     subject with the request's event type, into the credential's tenant.
+ * Verifiers are built once by webhook_init, before serving, and are
+ * read-only afterwards: nothing is parsed per request, and a source whose
+ * verifier could not be built answers 503 (fail closed).
+ *
  * Providers retry. A delivery id header (X-GitHub-Delivery, webhook-id,
  * ...) makes ingest idempotent: a repeat is answered 202 with the original
- * id and "duplicate": true, and is neither stored nor delivered again.
+ * id and "duplicate": true, and is neither stored nor delivered again. The
+ * dedupe key is "{source}/{delivery id}", so one source cannot claim (and
+ * so suppress) another source's delivery ids.
  */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "auth/auth.h"
 #include "auth/principal.h"
+#include "auth/replay.h"
+#include "auth/sig.h"
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/subject.h"
@@ -88,8 +107,10 @@ static int append_value(buf_t *b, const char *v, size_t len)
     return rc;
 }
 
-/* {"name": "value, value", ...} with names lower-cased. */
-static int headers_json(const http_req_t *r, buf_t *b)
+/* {"name": "value, value", ...} with names lower-cased. Without the
+ * Authorization field when it was this server's credential (drop_auth):
+ * every subscriber of the subject would read it. */
+static int headers_json(const http_req_t *r, buf_t *b, bool drop_auth)
 {
     const http_head_t *h = &r->head;
     bool first = true;
@@ -100,7 +121,8 @@ static int headers_json(const http_req_t *r, buf_t *b)
         char lower[256];
         bool seen = false;
 
-        if (is_hop_by_hop(r, hi) || hi->name_len >= sizeof lower)
+        if (is_hop_by_hop(r, hi) || hi->name_len >= sizeof lower ||
+            (drop_auth && hi->name_len == 13 && strncasecmp(hi->name, "authorization", 13) == 0))
             continue;
         for (size_t j = 0; j < i && !seen; j++)
             seen = h->headers[j].name_len == hi->name_len &&
@@ -222,16 +244,173 @@ static void set_event(const http_req_t *r, msg_t *m)
     }
 }
 
-static void set_dedup(const http_req_t *r, msg_t *m)
+/* The dedupe key "{source}/{delivery id}"; none when the id is empty or
+ * the key would be longer than the store keeps. */
+static int set_dedup(const http_req_t *r, const char *source, msg_t *m)
 {
+    size_t slen = strlen(source);
+
     for (int i = 0; delivery_headers[i]; i++) {
         size_t len;
         const char *v = http_header(r, delivery_headers[i], &len);
-        if (v && len > 0 && len <= STORE_DEDUP_MAX) {
-            msg_set(&m->dedup, v, len);
-            return;
+        if (v && len > 0 && slen + 1 + len <= STORE_DEDUP_MAX) {
+            char key[STORE_DEDUP_MAX];
+            memcpy(key, source, slen);
+            key[slen] = '/';
+            memcpy(key + slen + 1, v, len);
+            return msg_set(&m->dedup, key, slen + 1 + len);
         }
     }
+    return 0;
+}
+
+/* ---- who may post ------------------------------------------------------ */
+
+/* Verifiers, index for index with cfg->sources; set by webhook_init before
+ * the loops run, read-only afterwards. */
+static struct {
+    const config_t *cfg;
+    sig_cfg_t **sig;               /* NULL entry: could not be built */
+    size_t n;
+    replay_t *replay;              /* when some source is of kind standard */
+} W;
+
+int webhook_init(const config_t *cfg)
+{
+    int64_t tolerance = 0;
+    int rc = 0;
+
+    webhook_shutdown();
+    if (cfg->nsources && !(W.sig = calloc(cfg->nsources, sizeof *W.sig)))
+        return -1;
+    W.cfg = cfg;
+    W.n = cfg->nsources;
+    for (size_t i = 0; i < W.n; i++) {
+        const config_source_t *s = &cfg->sources[i];
+        sig_options_t o = {s->header, s->algorithm, s->encoding, s->prefix, s->tolerance_s};
+        const char *why = "out of memory";
+
+        if (!(W.sig[i] = sig_cfg_parse(s->verify, s->secret, &o, &why))) {
+            LOG_ERROR("webhook source disabled", "\"source\":\"%s\",\"error\":\"%s\"",
+                      log_str(s->name, (size_t)-1), why);
+            rc = -1;
+        } else if (sig_cfg_kind(W.sig[i]) == SIG_KIND_STANDARD) {
+            int64_t t = s->tolerance_s ? s->tolerance_s : SIG_DEFAULT_TOLERANCE;
+            tolerance = t > tolerance ? t : tolerance;
+        }
+    }
+    if (tolerance && !(W.replay = replay_new(REPLAY_DEFAULT_CAPACITY, tolerance))) {
+        LOG_ERROR("webhook sources of kind standard disabled: no replay memory", "%s", "");
+        for (size_t i = 0; i < W.n; i++)
+            if (W.sig[i] && sig_cfg_kind(W.sig[i]) == SIG_KIND_STANDARD) {
+                sig_cfg_free(W.sig[i]);
+                W.sig[i] = NULL;
+            }
+        rc = -1;
+    }
+    return rc;
+}
+
+void webhook_shutdown(void)
+{
+    for (size_t i = 0; i < W.n; i++)
+        sig_cfg_free(W.sig[i]);
+    free(W.sig);
+    replay_free(W.replay);
+    memset(&W, 0, sizeof W);
+}
+
+static const char *req_header(void *ctx, const char *name, size_t *len)
+{
+    return http_header(ctx, name, len);
+}
+
+/* The configured source called name, or NULL. */
+static const config_source_t *source_find(const config_t *cfg, const char *name, size_t *index)
+{
+    for (size_t i = 0; i < cfg->nsources; i++)
+        if (strcmp(cfg->sources[i].name, name) == 0) {
+            *index = i;
+            return &cfg->sources[i];
+        }
+    return NULL;
+}
+
+/* Counts, logs (never the secret or the signature) and answers 401. */
+static void refuse_signature(http_req_t *r, const config_source_t *s, int metric,
+                             const char *code, const char *why)
+{
+    char ip[AUTH_IP_MAX];
+
+    METRIC_INC(webhook_sig[metric]);
+    auth_client_ip(r, ip);
+    LOG_WARN("webhook signature refused", "\"conn\":%" PRIu64 ",\"source\":\"%s\",\"verify\":"
+             "\"%s\",\"reason\":\"%s\",\"ip\":\"%s\"", r->conn->id, log_str(s->name, (size_t)-1),
+             log_str(s->verify, (size_t)-1), why, log_str(ip, (size_t)-1));
+    http_error(r, 401, code, "%s", why);
+}
+
+/*
+ * Checks r's signature with the verifier of source s (index i). True when
+ * r may be stored; otherwise r has been answered (401, or 503 when the
+ * verifier is missing or memory ran out). Exactly one result is counted
+ * per verifying source: ok only when the request passes every check.
+ */
+static bool verify_source(http_req_t *r, const config_source_t *s, size_t i)
+{
+    static const int metric[] = {
+        [SIG_EMISSING] = MS_MISSING, [SIG_EMALFORMED] = MS_MALFORMED,
+        [SIG_EMISMATCH] = MS_MISMATCH, [SIG_ESTALE] = MS_STALE,
+    };
+    const sig_cfg_t *v = W.cfg == edge_cfg() && i < W.n ? W.sig[i] : NULL;
+    int64_t now_s = clock_now_ms() / 1000;
+    sig_info_t info;
+    sig_result_t rc;
+
+    if (!v) {
+        http_error(r, 503, "unavailable", "this webhook source is not available");
+        return false;
+    }
+    if (sig_cfg_kind(v) == SIG_KIND_NONE)
+        return true;
+    rc = sig_verify(v, req_header, r, r->body.data, r->body.len, now_s < 0 ? 0 : now_s, &info);
+    if (rc == SIG_ENOMEM) {
+        http_error(r, 503, "unavailable", "out of memory");
+        return false;
+    }
+    if (rc != SIG_OK) {
+        refuse_signature(r, s, metric[rc], "invalid_signature", sig_strerror(rc));
+        return false;
+    }
+    if (sig_cfg_kind(v) == SIG_KIND_STANDARD &&
+        replay_seen(W.replay, s->name, info.id, info.id_len, info.timestamp, now_s)) {
+        refuse_signature(r, s, MS_REPLAYED, "replayed",
+                         "this webhook-id and webhook-timestamp were already received");
+        return false;
+    }
+    METRIC_INC(webhook_sig[MS_OK]);
+    return true;
+}
+
+/*
+ * Admits m (subject and event type set) from source: returns the tenant it
+ * belongs to, or NULL when r has been answered. A principal taken for an
+ * unconfigured source is left in *p (the caller unrefs it; the tenant
+ * points into it).
+ */
+static const char *admit(http_req_t *r, const char *source, const msg_t *m, principal_t **p)
+{
+    const config_t *cfg = edge_cfg();
+    const config_source_t *s;
+    char ip[AUTH_IP_MAX];
+    size_t i;
+
+    if ((s = source_find(cfg, source, &i)))
+        return verify_source(r, s, i) ? s->tenant : NULL;
+    if (!(*p = auth_request(r, 0)))
+        return NULL;
+    auth_client_ip(r, ip);
+    return edge_may_publish(r, *p, m, ip, NULL) ? (*p)->tenant : NULL;
 }
 
 static void accepted(void *arg, int err, msg_t *m)
@@ -272,10 +451,11 @@ void webhook_handle(http_req_t *r)
 {
     const config_t *cfg = edge_cfg();
     char source[SUBJ_MAX_TOKEN_LEN + 1] = "";
-    const char *why = NULL, *ct;
+    const char *why = NULL, *ct, *tenant;
     size_t ctlen, plen;
     buf_t subject, meta, headers;
     msg_t *m = msg_new();
+    principal_t *p = NULL;
     unsigned char *payload;
     int rc;
 
@@ -290,18 +470,20 @@ void webhook_handle(http_req_t *r)
         http_error(r, 400, "invalid_path", "%s", why);
         goto out;
     }
-    if (meta_json(r, source, &meta) || headers_json(r, &headers))
+    if (msg_set(&m->subject, subject.data, subject.len))
+        goto nomem;
+    set_event(r, m);
+    if (!(tenant = admit(r, source, m, &p)))
+        goto out;
+    if (meta_json(r, source, &meta) || headers_json(r, &headers, p != NULL))
         goto nomem;
     m->time_ms = clock_now_ms();
     ct = http_header(r, "Content-Type", &ctlen);
-    if (msg_set(&m->tenant, EDGE_DEFAULT_TENANT, strlen(EDGE_DEFAULT_TENANT)) ||
-        msg_set(&m->subject, subject.data, subject.len) ||
+    if (msg_set(&m->tenant, tenant, strlen(tenant)) ||
         msg_set(&m->meta, meta.data, meta.len) ||
         msg_set(&m->headers, headers.data, headers.len) ||
-        (ct && msg_set(&m->content_type, ct, ctlen)))
+        (ct && msg_set(&m->content_type, ct, ctlen)) || set_dedup(r, source, m))
         goto nomem;
-    set_event(r, m);
-    set_dedup(r, m);
     payload = (unsigned char *)buf_steal(&r->body, &plen);
     msg_set_payload(m, payload, plen);
     http_req_hold(r);
@@ -314,6 +496,7 @@ void webhook_handle(http_req_t *r)
 nomem:
     http_error(r, 503, "unavailable", "out of memory");
 out:
+    principal_unref(p);
     msg_unref(m);
     buf_free(&subject);
     buf_free(&meta);
