@@ -13,6 +13,11 @@ const MAX_HEADERS = 5;
 const MAX_BODY = 1000;
 
 const H = 'Host: test\r\n';
+// The admin credential as a raw header line (set once the server is up).
+// Requests that must reach a handler carry it; requests refused by the
+// parser or the router (400, 404, 405, 408, 413, 414, 417, 431, 501, 505)
+// are sent without one: those answers come before authentication.
+let A = '';
 
 // An error answer: the status, a JSON body of exactly {"error":{"code","message"}}
 // with the right code, and a Content-Length that matches.
@@ -57,6 +62,7 @@ describe('HTTP/1.1 framing and limits', () => {
         SWITCHBOARD_MAX_BODY: String(MAX_BODY),
       },
     }).start();
+    A = `Authorization: Bearer ${s.adminKey}\r\n`;
   });
   after(async () => { await s.stop(); });
 
@@ -67,7 +73,7 @@ describe('HTTP/1.1 framing and limits', () => {
       const a = await c.response();
       assert.equal(a.status, 200);
       assert.equal(a.headers.connection, undefined, 'no Connection: close on a keep-alive answer');
-      await c.write(`POST /webhook/ka/one HTTP/1.1\r\n${H}Content-Type: application/json\r\nContent-Length: 7\r\n\r\n{"k":1}`);
+      await c.write(`POST /webhook/ka/one HTTP/1.1\r\n${H}${A}Content-Type: application/json\r\nContent-Length: 7\r\n\r\n{"k":1}`);
       const b = await c.response();
       assert.equal(b.status, 202);
       assert.equal(b.json.subject, 'webhooks.ka.one');
@@ -92,9 +98,9 @@ describe('HTTP/1.1 framing and limits', () => {
     const c = await RawConn.open(s.port);
     try {
       await c.write(
-        `POST /webhook/pipe/a HTTP/1.1\r\n${H}Content-Length: 5\r\n\r\nfirst` +
+        `POST /webhook/pipe/a HTTP/1.1\r\n${H}${A}Content-Length: 5\r\n\r\nfirst` +
         `GET /nope HTTP/1.1\r\n${H}\r\n` +
-        `POST /webhook/pipe/b HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n6\r\nsecond\r\n0\r\n\r\n` +
+        `POST /webhook/pipe/b HTTP/1.1\r\n${H}${A}Transfer-Encoding: chunked\r\n\r\n6\r\nsecond\r\n0\r\n\r\n` +
         `GET /health HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
       const r1 = await c.response();
       const r2 = await c.response();
@@ -116,7 +122,7 @@ describe('HTTP/1.1 framing and limits', () => {
     const c = await RawConn.open(s.port);
     try {
       const body = '{"expect":"continue"}';
-      await c.write(`POST /webhook/exp/a HTTP/1.1\r\n${H}Content-Type: application/json\r\n` +
+      await c.write(`POST /webhook/exp/a HTTP/1.1\r\n${H}${A}Content-Type: application/json\r\n` +
         `Content-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`);
       await c.until(() => c.buf.length >= 25, 5000, '100 Continue');
       assert.equal(c.buf.subarray(0, 25).toString('latin1'), 'HTTP/1.1 100 Continue\r\n\r\n');
@@ -172,10 +178,15 @@ describe('HTTP/1.1 framing and limits', () => {
 
   test('Content-Length body: at the limit is accepted, over it is 413 (head only, and with the body)', async () => {
     const okBody = 'a'.repeat(MAX_BODY);
-    const ok = await rawRequest(s.port, `POST /webhook/size/ok HTTP/1.1\r\n${H}Content-Type: text/plain\r\n` +
+    const ok = await rawRequest(s.port, `POST /webhook/size/ok HTTP/1.1\r\n${H}${A}Content-Type: text/plain\r\n` +
       `Content-Length: ${MAX_BODY}\r\nConnection: close\r\n\r\n${okBody}`, { expectClose: true });
     assert.equal(ok.status, 202);
+    // the body limit is the parser's: 413 with or without a credential
     await assertRefused(s, `POST /webhook/size/big HTTP/1.1\r\n${H}Content-Length: ${MAX_BODY + 1}\r\n\r\n`,
+      413, 'payload_too_large');
+    await assertRefused(s, `POST /webhook/size/big HTTP/1.1\r\n${H}${A}Content-Length: ${MAX_BODY + 1}\r\n\r\n`,
+      413, 'payload_too_large');
+    await assertRefused(s, `POST /api/v1/publish HTTP/1.1\r\n${H}${A}Content-Length: ${MAX_BODY + 1}\r\n\r\n`,
       413, 'payload_too_large');
     // A client that sends its whole body at once must still read the 413
     // (the server may not reset the connection under it).
@@ -186,7 +197,7 @@ describe('HTTP/1.1 framing and limits', () => {
 
   test('chunked body: at the limit is accepted, over it is 413', async () => {
     const chunks = (sizes) => sizes.map((n) => `${n.toString(16)}\r\n${'c'.repeat(n)}\r\n`).join('') + '0\r\n\r\n';
-    const ok = await rawRequest(s.port, `POST /webhook/size/chunked HTTP/1.1\r\n${H}Content-Type: text/plain\r\n` +
+    const ok = await rawRequest(s.port, `POST /webhook/size/chunked HTTP/1.1\r\n${H}${A}Content-Type: text/plain\r\n` +
       `Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunks([400, 400, 200])}`, { expectClose: true });
     assert.equal(ok.status, 202);
     // one chunk too large (refused at its size line), and many small ones adding up
@@ -238,6 +249,22 @@ describe('HTTP/1.1 framing and limits', () => {
   test('HTTP/1.1 without Host, or with two, is 400', async () => {
     await assertRefused(s, 'GET /health HTTP/1.1\r\n\r\n', 400, 'bad_request');
     await assertRefused(s, `GET /health HTTP/1.1\r\n${H}${H}\r\n`, 400, 'bad_request');
+  });
+
+  test('a request without a credential is 401 with a JSON error and WWW-Authenticate; the connection stays usable', async () => {
+    const body = '{"subject":"rooms.h1","data":1}';
+    const c = await RawConn.open(s.port);
+    try {
+      await c.write(`POST /api/v1/publish HTTP/1.1\r\n${H}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      const res = await c.response();
+      assertError(res, 401, 'unauthorized');
+      assert.equal(res.headers['www-authenticate'], 'Bearer realm="switchboard"');
+      assert.equal(res.headers.connection, undefined, 'no Connection: close on a 401');
+      await c.write(`POST /api/v1/publish HTTP/1.1\r\n${H}${A}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      const ok = await c.response();
+      assert.equal(ok.status, 202, ok.body.toString());
+      assert.equal(ok.json.subject, 'rooms.h1');
+    } finally { c.destroy(); }
   });
 
   test('unknown path is 404 with a JSON error, and the connection stays usable', async () => {
@@ -301,6 +328,7 @@ describe('HTTP/1.1 framing and limits', () => {
 // Default head limits (a real client's headers fit), short timeouts.
 describe('HTTP timeouts, and a real client over the body limit', () => {
   let s;
+  let auth;
   before(async () => {
     s = await new Server({
       env: {
@@ -308,12 +336,14 @@ describe('HTTP timeouts, and a real client over the body limit', () => {
         SWITCHBOARD_BODY_TIMEOUT_MS: '300', SWITCHBOARD_MAX_BODY: String(MAX_BODY),
       },
     }).start();
+    auth = s.auth();
   });
   after(async () => { await s.stop(); });
 
-  test('fetch() posting an oversized body gets 413, not a reset', async () => {
-    for (let i = 0; i < 3; i++) {
-      const res = await fetch(`${s.url}/webhook/size/fetch`, { method: 'POST', body: Buffer.alloc(2_000_000, 0x61) });
+  test('fetch() posting an oversized body gets 413, not a reset (with a credential or without)', async () => {
+    for (let i = 0; i < 4; i++) {
+      const res = await fetch(`${s.url}/webhook/size/fetch`,
+        { method: 'POST', headers: i === 3 ? {} : auth, body: Buffer.alloc(2_000_000, 0x61) });
       assert.equal(res.status, 413);
       assert.equal((await res.json()).error.code, 'payload_too_large');
     }

@@ -105,7 +105,7 @@ describe('webhook ingest', () => {
   test('PUT, PATCH and DELETE are accepted and keep their method; GET is 405', async () => {
     for (const method of ['PUT', 'PATCH', 'DELETE']) {
       const res = await fetch(`${s.url}/webhook/svc/${method.toLowerCase()}`, {
-        method, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ m: method }),
+        method, headers: { 'content-type': 'application/json', ...s.auth() }, body: JSON.stringify({ m: method }),
       });
       const body = await res.json();
       assert.equal(res.status, 202);
@@ -114,6 +114,7 @@ describe('webhook ingest', () => {
       assert.equal(ev.data.method, method);
       assert.deepEqual(ev.data.payload, { m: method });
     }
+    // 405 comes from the router, before authentication: no credential needed
     for (const method of ['GET', 'HEAD', 'OPTIONS']) {
       const res = await fetch(`${s.url}/webhook/x`, { method });
       assert.equal(res.status, 405, method);
@@ -177,7 +178,7 @@ describe('webhook ingest', () => {
     for (const id of ids) assert.ok(id > last);
   });
 
-  test('stored headers: lower-cased, repeated joined, hop-by-hop and Connection-named removed', async () => {
+  test('stored headers: lower-cased, repeated joined, hop-by-hop, Connection-named and the credential removed', async () => {
     const body = '{"ref":"refs/heads/main"}';
     const chunked = `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
     const res = await rawRequest(s.port,
@@ -195,9 +196,14 @@ describe('webhook ingest', () => {
       'Proxy-Authorization: Basic c2VjcmV0\r\n' +
       'x-multi: b\r\n' +
       'User-Agent: GitHub-Hookshot/abc\r\n' +
+      `Authorization: Bearer ${s.adminKey}\r\n` +
       'Transfer-Encoding: chunked\r\n\r\n' + chunked);
     assert.equal(res.status, 202);
     const ev = await stored(s, res.json.id);
+    // the bearer credential that authenticated the post is not part of
+    // the message: every subscriber of the subject would read it
+    assert.equal(ev.data.headers.authorization, undefined, 'the credential is not stored');
+    assert.ok(!ev.dataRaw.includes(s.adminKey), 'the key appears nowhere in the stored message');
     assert.deepEqual(ev.data.headers, {
       host: 'hooks.example',
       'content-type': 'application/json',
@@ -304,7 +310,7 @@ describe('POST /api/v1/publish', () => {
 
   test('a live-only subject is accepted unstored; a subscriber gets it', async () => {
     const ac = new AbortController();
-    const res = await fetch(`${s.url}/api/v1/stream?subject=rooms.*`, { signal: ac.signal });
+    const res = await fetch(`${s.url}/api/v1/stream?subject=rooms.*`, { signal: ac.signal, headers: s.auth() });
     assert.equal(res.status, 200);
     const reader = res.body.getReader();
     try {
@@ -332,7 +338,9 @@ describe('POST /api/v1/publish', () => {
 
   test('a stored subject gets an id and seq and is read back byte-exact', async () => {
     const body = '{"subject":"webhooks.x.y","event":"deploy","data":{"v":1.50,"big":1e2,"s":"\\u00e9"}}';
-    const res = await fetch(`${s.url}/api/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const res = await fetch(`${s.url}/api/v1/publish`, {
+      method: 'POST', headers: { 'content-type': 'application/json', ...s.auth() }, body,
+    });
     const r = await res.json();
     assert.equal(res.status, 202);
     assert.equal(r.stored, true);
@@ -366,7 +374,9 @@ describe('POST /api/v1/publish', () => {
       [`{"subject":"rooms.a","event":"${'e'.repeat(129)}","data":1}`, 'bad_request'],
     ];
     for (const [body, code] of cases) {
-      const res = await fetch(`${s.url}/api/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const res = await fetch(`${s.url}/api/v1/publish`, {
+        method: 'POST', headers: { 'content-type': 'application/json', ...s.auth() }, body,
+      });
       const j = await res.json();
       assert.equal(res.status, 400, body);
       assert.deepEqual(Object.keys(j), ['error']);

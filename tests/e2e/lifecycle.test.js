@@ -28,8 +28,8 @@ function within(p, ms, fallback = null) {
     .finally(() => clearTimeout(t));
 }
 
-function wsOpen(url) {
-  const ws = new WebSocket(url);
+function wsOpen(url, headers) {
+  const ws = new WebSocket(url, { headers });
   const closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   const messages = [];
   ws.on('message', (d) => messages.push(JSON.parse(d.toString())));
@@ -47,7 +47,7 @@ describe('graceful shutdown (SIGTERM)', () => {
     try {
       // an SSE stream, live
       const ac = new AbortController();
-      const sse = await fetch(`${s.url}/api/v1/stream?subject=webhooks.>`, { signal: ac.signal });
+      const sse = await fetch(`${s.url}/api/v1/stream?subject=webhooks.>`, { signal: ac.signal, headers: s.auth() });
       assert.equal(sse.status, 200);
       const reader = sse.body.getReader();
       let sseText = '';
@@ -59,7 +59,7 @@ describe('graceful shutdown (SIGTERM)', () => {
         }
       })().catch((e) => e);
       // a WebSocket, subscribed
-      const w = await wsOpen(`${s.wsUrl}/api/v1/ws`);
+      const w = await wsOpen(`${s.wsUrl}/api/v1/ws`, s.auth());
       w.ws.send(JSON.stringify({ type: 'subscribe', id: 's1', subject: 'webhooks.>' }));
       await waitFor(() => w.messages.some((m) => m.type === 'subscribed'), { timeout: 5000, what: 'subscribed' });
 
@@ -68,6 +68,7 @@ describe('graceful shutdown (SIGTERM)', () => {
       const body = JSON.stringify({ inflight: true, pad: 'x'.repeat(64) });
       const c = await RawConn.open(s.port);
       await c.write(`POST /webhook/life/inflight HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n` +
+        `Authorization: Bearer ${s.adminKey}\r\n` +
         `Content-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`);
       assert.equal((await c.response()).status, 100);
       await c.write(body.slice(0, 20));
@@ -99,8 +100,9 @@ describe('graceful shutdown (SIGTERM)', () => {
       const order = s.logs.map((l) => l.msg);
       assert.ok(order.indexOf('shutting down') < order.indexOf('stopped'));
 
-      // both messages are there after a restart
+      // both messages are there after a restart (same data directory: same admin key)
       s2 = await s.restart().start();
+      assert.equal(s2.adminKey, s.adminKey);
       const { events } = await readAll(s2);
       const subjects = events.map((e) => e.data.subject);
       assert.deepEqual(subjects, ['webhooks.life.before', 'webhooks.life.inflight']);
@@ -122,7 +124,8 @@ describe('graceful shutdown (SIGTERM)', () => {
       assert.equal((await idle.response()).status, 200);
       // a slow upload (its head read: 100 Continue) keeps the server in its grace period
       const slow = await RawConn.open(s.port);
-      await slow.write('POST /webhook/life/slow HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n');
+      await slow.write('POST /webhook/life/slow HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nExpect: 100-continue\r\n' +
+        `Authorization: Bearer ${s.adminKey}\r\n\r\n`);
       assert.equal((await slow.response()).status, 100);
       await slow.write('abc');
       s.proc.kill('SIGTERM');
@@ -160,7 +163,7 @@ describe('kill -9 durability', () => {
             let res;
             try {
               res = await fetch(`${s.url}/webhook/durable/c${k}`, {
-                method: 'POST', headers: { 'content-type': 'application/json' }, body,
+                method: 'POST', headers: { 'content-type': 'application/json', ...s.auth() }, body,
               });
             } catch {
               inflightFailures++;
@@ -189,6 +192,7 @@ describe('kill -9 durability', () => {
 
         s = first.restart();
         await s.start();
+        assert.equal(s.adminKey, first.adminKey, 'the admin key survives the kill');
         const { events, lastSeq } = await readAll(s);
         t.diagnostic(`cycle ${cycle}: ${okThisCycle} acknowledged, ${inflightFailures} in flight at the kill, ` +
           `${events.length} stored in all (last id ${lastSeq})`);

@@ -1,5 +1,6 @@
-// Operations: /health (and its 503 when the store cannot write), /metrics
-// (valid Prometheus text per promtool, counters that move), and
+// Operations: /health (open; its 503 when the store cannot write), /metrics
+// (admin credential only; valid Prometheus text per promtool, counters that
+// move, authentication outcomes counted), and
 // configuration (unknown flags, bad values, --config file < env < flags).
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -62,7 +63,7 @@ describe('health and metrics', () => {
     // some traffic first, so that labelled series exist
     await postWebhook(s, '/webhook/m/a', { x: 1 });
     await (await fetch(`${s.url}/nope`)).arrayBuffer();
-    const res = await fetch(`${s.url}/metrics`);
+    const res = await fetch(`${s.url}/metrics`, { headers: s.auth() });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
     const text = await res.text();
@@ -70,7 +71,8 @@ describe('health and metrics', () => {
     assert.equal(p.status, 0, `promtool: ${p.out}`);
     assert.equal(p.out.trim(), '', 'no lint findings');
     for (const name of ['switchboard_connections', 'switchboard_messages_in_total', 'switchboard_http_responses_total',
-      'switchboard_store_commit_seconds', 'switchboard_store_healthy', 'switchboard_store_last_sequence'])
+      'switchboard_store_commit_seconds', 'switchboard_store_healthy', 'switchboard_store_last_sequence',
+      'switchboard_auth_total'])
       assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), name);
   });
 
@@ -90,9 +92,9 @@ describe('health and metrics', () => {
 
     // an SSE stream and a WebSocket show up in the gauges, and leave them
     const ac = new AbortController();
-    const sse = await fetch(`${s.url}/api/v1/stream?subject=rooms.>`, { signal: ac.signal });
+    const sse = await fetch(`${s.url}/api/v1/stream?subject=rooms.>`, { signal: ac.signal, headers: s.auth() });
     assert.equal(sse.status, 200);
-    const ws = new WebSocket(`${s.wsUrl}/api/v1/ws`);
+    const ws = new WebSocket(`${s.wsUrl}/api/v1/ws`, { headers: s.auth() });
     await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
     try {
       const g = await waitFor(async () => {
@@ -110,6 +112,92 @@ describe('health and metrics', () => {
       const v = (await s.metrics()).values;
       return v['switchboard_connections{protocol="sse"}'] === 0 && v['switchboard_connections{protocol="websocket"}'] === 0;
     }, { timeout: 5000, what: 'gauges back to 0' });
+  });
+});
+
+describe('access to /metrics and /health', () => {
+  let s;
+  before(async () => { s = await new Server().start(); });
+  after(async () => { await s.stop(); });
+
+  const AUTH = (outcome) => `switchboard_auth_total{outcome="${outcome}"}`;
+
+  async function createKey(body) {
+    const res = await fetch(`${s.url}/api/v1/keys`, {
+      method: 'POST', headers: { 'content-type': 'application/json', ...s.auth() }, body: JSON.stringify(body),
+    });
+    const j = await res.json();
+    assert.equal(res.status, 201, JSON.stringify(j));
+    assert.match(j.key, /^sb_/);
+    return j;
+  }
+
+  test('/metrics: 401 without a credential, 403 for a non-admin key, 200 for the admin key; /health open', async () => {
+    const reader = await createKey({ name: 'metrics-reader', permissions: { subscribe: ['>'], history: ['>'] } });
+    const m0 = (await s.metrics()).values;
+    for (const o of ['ok', 'missing', 'forbidden']) assert.equal(typeof m0[AUTH(o)], 'number', AUTH(o));
+
+    // no credential: 401 with the challenge
+    let res = await fetch(`${s.url}/metrics`);
+    assert.equal(res.status, 401);
+    assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="switchboard"');
+    let j = await res.json();
+    assert.deepEqual(Object.keys(j), ['error']);
+    assert.equal(j.error.code, 'unauthorized');
+    assert.doesNotMatch(JSON.stringify(j), /switchboard_/, 'no metrics in the refusal');
+
+    // a valid key without admin permission: 403
+    res = await fetch(`${s.url}/metrics`, { headers: s.auth(reader.key) });
+    assert.equal(res.status, 403);
+    j = await res.json();
+    assert.equal(j.error.code, 'forbidden');
+    assert.match(j.error.message, /^not permitted/);
+    assert.doesNotMatch(JSON.stringify(j), /switchboard_/);
+
+    // /health needs nothing (load balancers), and is not an auth attempt
+    res = await fetch(`${s.url}/health`);
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).status, 'ok');
+    res = await fetch(`${s.url}/health`, { method: 'HEAD' });
+    assert.equal(res.status, 200);
+
+    // the admin key: 200, valid Prometheus text
+    res = await fetch(`${s.url}/metrics`, { headers: s.auth() });
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    const p = promtool(text);
+    assert.equal(p.status, 0, `promtool: ${p.out}`);
+    assert.equal(p.out.trim(), '', 'no lint findings');
+
+    const m1 = (await s.metrics()).values;
+    const d = (o) => m1[AUTH(o)] - m0[AUTH(o)];
+    assert.equal(d('missing'), 1, 'the request without a credential, and nothing else');
+    assert.equal(d('forbidden'), 1, 'the non-admin key');
+    // the reader authenticated (then was refused), the admin scrape, this scrape
+    assert.ok(d('ok') >= 2, `ok moved by ${d('ok')}`);
+    for (const o of ['malformed', 'unknown', 'bad_secret', 'revoked', 'expired', 'rate_limited'])
+      assert.equal(d(o), 0, o);
+
+    // audited, without the secrets
+    const audit = s.logsMatching('auth').filter((l) => l.endpoint === 'GET /metrics');
+    const missing = audit.filter((l) => l.outcome === 'missing');
+    assert.equal(missing.length, 1, JSON.stringify(audit));
+    assert.equal(missing[0].level, 'warn');
+    const forbidden = audit.filter((l) => l.outcome === 'forbidden');
+    assert.equal(forbidden.length, 1, JSON.stringify(audit));
+    assert.equal(forbidden[0].key, reader.id);
+    assert.ok(!s.stderr.includes(reader.key) && !s.stderr.includes(s.adminKey), 'no key in the logs');
+  });
+
+  test('after refusals the admin key still gets 200 (a few failures are not rate limited)', async () => {
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${s.url}/metrics`);
+      assert.equal(res.status, 401);
+      await res.arrayBuffer();
+    }
+    const { text, values } = await s.metrics();
+    assert.match(text, /^# TYPE switchboard_auth_total counter$/m);
+    assert.ok(values[AUTH('missing')] >= 4);
   });
 });
 

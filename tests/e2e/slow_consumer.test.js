@@ -70,11 +70,12 @@ describe('slow consumers', () => {
     const before = await slowMetric('sse');
     // the healthy reader runs in its own process: the test's own work
     // (publishing 20 MB) must not stall it
-    const healthy = await forkReader('sse', server.port, 'webhooks.slowsse.>');
+    const healthy = await forkReader('sse', server.port, 'webhooks.slowsse.>', server.adminKey);
     const slow = await rawConnect(server.port);
     let resumed = null;
     try {
-      slow.sock.write('GET /api/v1/stream?subject=webhooks.slowsse.%3E HTTP/1.1\r\nHost: x\r\n\r\n');
+      slow.sock.write('GET /api/v1/stream?subject=webhooks.slowsse.%3E HTTP/1.1\r\nHost: x\r\n' +
+        `Authorization: Bearer ${server.adminKey}\r\n\r\n`);
       const head = await until(() => parseHead(slow.data), 5000, 'the slow stream head');
       assert.equal(head.status, 200);
       slow.sock.pause(); // stops reading: the kernel buffers fill, then the server's queue
@@ -106,7 +107,8 @@ describe('slow consumers', () => {
       assert.deepEqual(got, expected.slice(0, got.length), 'what it got is a gapless prefix');
 
       // Resume with Last-Event-ID: the rest comes from the store.
-      resumed = await openSse(sseUrl(server, ['webhooks.slowsse.>']), { headers: { 'Last-Event-ID': got[got.length - 1] } });
+      resumed = await openSse(sseUrl(server, ['webhooks.slowsse.>']),
+        { headers: { ...server.auth(), 'Last-Event-ID': got[got.length - 1] } });
       assert.equal(resumed.status, 200);
       await resumed.waitEvents(expected.length - got.length, 60000);
       await sleep(200);
@@ -124,8 +126,8 @@ describe('slow consumers', () => {
     const url = `${server.wsUrl}/api/v1/ws`;
     const before = await slowMetric('websocket');
     const sseBefore = await slowMetric('sse');
-    const healthy = await forkReader('ws', server.port, 'webhooks.slowws.>');
-    const slow = await jsonWs(url);
+    const healthy = await forkReader('ws', server.port, 'webhooks.slowws.>', server.adminKey);
+    const slow = await jsonWs(url, { headers: server.auth() });
     let again = null;
     try {
       await slow.request({ type: 'subscribe', id: 's', subject: 'webhooks.slowws.>' });
@@ -155,7 +157,7 @@ describe('slow consumers', () => {
       assert.ok(got.length > 0 && got.length < expected.length, `slow reader got ${got.length}`);
       assert.deepEqual(got, expected.slice(0, got.length), 'what it got is a gapless prefix');
 
-      again = await jsonWs(url);
+      again = await jsonWs(url, { headers: server.auth() });
       await again.request({ type: 'subscribe', id: 'r', subject: 'webhooks.slowws.>', since: got[got.length - 1] });
       await again.next((m) => m.type === 'caught_up', 60000);
       const rest = again.msgs.filter((m) => m.type === 'message').map((m) => m.message.id);
@@ -173,8 +175,8 @@ describe('slow consumers', () => {
     const expected = await publishBulk('webhooks.longreplay.x', { count: N, bytes: 2048, concurrency: 8, paceMs: 0 });
     const sseBefore = await slowMetric('sse');
     const wsBefore = await slowMetric('websocket');
-    const s = await openSse(sseUrl(server, ['webhooks.longreplay.>'], '&since=0'));
-    const w = await jsonWs(`${server.wsUrl}/api/v1/ws`);
+    const s = await openSse(sseUrl(server, ['webhooks.longreplay.>'], '&since=0'), { headers: server.auth() });
+    const w = await jsonWs(`${server.wsUrl}/api/v1/ws`, { headers: server.auth() });
     try {
       await w.request({ type: 'subscribe', id: 'all', subject: 'webhooks.longreplay.>', since: 0 });
       await until(() => s.events.length >= N || s.ended, 60000, `SSE replay (${s.events.length}/${N})`);
@@ -199,8 +201,8 @@ describe('slow consumers', () => {
   test('a burst above the soft limit that an idle, fast reader drains is not a slow consumer', { timeout: 60000 }, async () => {
     const sseBefore = await slowMetric('sse');
     const wsBefore = await slowMetric('websocket');
-    const s = await openSse(sseUrl(server, ['webhooks.burst.>']));
-    const w = await jsonWs(`${server.wsUrl}/api/v1/ws`);
+    const s = await openSse(sseUrl(server, ['webhooks.burst.>']), { headers: server.auth() });
+    const w = await jsonWs(`${server.wsUrl}/api/v1/ws`, { headers: server.auth() });
     try {
       await w.request({ type: 'subscribe', id: 'b', subject: 'webhooks.burst.>' });
       // 32 concurrent 4 KB publishes: ~140 KB, more than the 64 KiB soft

@@ -41,9 +41,13 @@ async function postMany(path, n, headers = {}) {
 
 const ids = (events) => events.map((e) => e.id);
 
+// EventSource cannot set headers itself: its fetch adds the credential.
+const withAuth = (init) => ({ ...init, headers: { ...init.headers, ...server.auth() } });
+const authFetch = (url, init) => fetch(url, withAuth(init));
+
 describe('stream response', () => {
   test('headers: text/event-stream, no-cache, X-Accel-Buffering: no; retry and connected comment first', async () => {
-    const s = await openSse(sseUrl(server, ['webhooks.hdr.>']));
+    const s = await openSse(sseUrl(server, ['webhooks.hdr.>']), { headers: server.auth() });
     try {
       assert.equal(s.status, 200);
       assert.match(s.headers.get('content-type'), /^text\/event-stream/);
@@ -61,7 +65,8 @@ describe('stream response', () => {
   test('raw bytes: head then event blocks with id:, event:, data: lines', async () => {
     const c = await rawConnect(server.port);
     try {
-      c.sock.write('GET /api/v1/stream?subject=webhooks.rawsse.%3E HTTP/1.1\r\nHost: x\r\n\r\n');
+      c.sock.write('GET /api/v1/stream?subject=webhooks.rawsse.%3E HTTP/1.1\r\nHost: x\r\n' +
+        `Authorization: Bearer ${server.adminKey}\r\n\r\n`);
       const head = await until(() => parseHead(c.data), 5000, 'response head');
       assert.equal(head.status, 200);
       assert.equal(head.headers['transfer-encoding'], undefined, 'no chunking');
@@ -86,7 +91,7 @@ describe('stream response', () => {
 
 describe('live delivery', () => {
   test('a webhook arrives live with id = message id and the event type', async () => {
-    const s = await openSse(sseUrl(server, ['webhooks.live.>']));
+    const s = await openSse(sseUrl(server, ['webhooks.live.>']), { headers: server.auth() });
     try {
       const r = await postWebhook(server, '/webhook/live/myorg/myrepo', { action: 'opened' }, { 'X-GitHub-Event': 'pull_request' });
       assert.equal(r.status, 202);
@@ -106,7 +111,7 @@ describe('live delivery', () => {
   });
 
   test('a publish arrives live; a publish without event has no event: line', async () => {
-    const s = await openSse(sseUrl(server, ['webhooks.pub.>']));
+    const s = await openSse(sseUrl(server, ['webhooks.pub.>']), { headers: server.auth() });
     try {
       const a = await publish(server, 'webhooks.pub.x', { n: 1 }, 'deploy');
       const b = await publish(server, 'webhooks.pub.y', [1, 2, 3]);
@@ -126,7 +131,7 @@ describe('live delivery', () => {
   });
 
   test('EventSource: addEventListener(type) gets typed events, onmessage untyped ones, lastEventId = id', async () => {
-    const es = new EventSource(sseUrl(server, ['webhooks.es.>']));
+    const es = new EventSource(sseUrl(server, ['webhooks.es.>']), { fetch: authFetch });
     const pushes = [];
     const plain = [];
     es.addEventListener('push', (e) => pushes.push(e));
@@ -148,7 +153,7 @@ describe('live delivery', () => {
   });
 
   test('live-only subjects (rooms.a) arrive without an id line and with id null', async () => {
-    const s = await openSse(sseUrl(server, ['rooms.a', 'webhooks.lo.>']));
+    const s = await openSse(sseUrl(server, ['rooms.a', 'webhooks.lo.>']), { headers: server.auth() });
     try {
       const r = await publish(server, 'rooms.a', { typing: true }, 'typing');
       assert.equal(r.status, 202);
@@ -176,7 +181,7 @@ describe('live delivery', () => {
     let endCurrent = null;
     const cutFetch = async (u, init) => {
       sent.push(init.headers['Last-Event-ID']);
-      const res = await fetch(u, init);
+      const res = await fetch(u, withAuth(init));
       const reader = res.body.getReader();
       let ended = false;
       const body = new ReadableStream({
@@ -220,7 +225,7 @@ describe('subject patterns (NATS semantics)', () => {
   // call, so order holds) then a sentinel that matches; returns the
   // subjects delivered before the sentinel.
   async function delivered(patterns, all, sentinel) {
-    const s = await openSse(sseUrl(server, patterns));
+    const s = await openSse(sseUrl(server, patterns), { headers: server.auth() });
     try {
       for (const subj of all) {
         const r = await publish(server, subj, { subj });
@@ -259,7 +264,7 @@ describe('subject patterns (NATS semantics)', () => {
   });
 
   test('several ?subject= in one stream; a message matching two arrives once', async () => {
-    const s = await openSse(sseUrl(server, ['webhooks.multi.a.>', 'webhooks.multi.*.b', 'rooms.multi']));
+    const s = await openSse(sseUrl(server, ['webhooks.multi.a.>', 'webhooks.multi.*.b', 'rooms.multi']), { headers: server.auth() });
     try {
       const r1 = await postWebhook(server, '/webhook/multi/a/x', { n: 1 }); // first only
       const r2 = await postWebhook(server, '/webhook/multi/c/b', { n: 2 }); // second only
@@ -281,7 +286,7 @@ describe('subject patterns (NATS semantics)', () => {
 
   test('several patterns on replay: a message matching two is replayed once', async () => {
     const r = await postMany('/webhook/multirep/a/b', 3);
-    const s = await openSse(sseUrl(server, ['webhooks.multirep.>', 'webhooks.multirep.a.*', 'webhooks.multirep.*.b'], '&since=0'));
+    const s = await openSse(sseUrl(server, ['webhooks.multirep.>', 'webhooks.multirep.a.*', 'webhooks.multirep.*.b'], '&since=0'), { headers: server.auth() });
     try {
       await s.waitEvents(3);
       await sleep(200);
@@ -295,7 +300,7 @@ describe('subject patterns (NATS semantics)', () => {
 describe('replay and resume', () => {
   test('?since=0 replays the history in order, then goes live', async () => {
     const hist = await postMany('/webhook/hist/o/r', 5);
-    const s = await openSse(sseUrl(server, ['webhooks.hist.>'], '&since=0'));
+    const s = await openSse(sseUrl(server, ['webhooks.hist.>'], '&since=0'), { headers: server.auth() });
     try {
       await s.waitEvents(5);
       assert.deepEqual(ids(s.events), hist.map((h) => h.id));
@@ -310,7 +315,7 @@ describe('replay and resume', () => {
 
   test('?since=<id> resumes after that id', async () => {
     const hist = await postMany('/webhook/sinceid/o/r', 5);
-    const s = await openSse(sseUrl(server, ['webhooks.sinceid.>'], `&since=${hist[2].id}`));
+    const s = await openSse(sseUrl(server, ['webhooks.sinceid.>'], `&since=${hist[2].id}`), { headers: server.auth() });
     try {
       await s.waitEvents(2);
       const live = await postMany('/webhook/sinceid/o/r', 1);
@@ -324,7 +329,7 @@ describe('replay and resume', () => {
 
   test('?since=<last id> replays nothing and goes live', async () => {
     const hist = await postMany('/webhook/sincelast/o/r', 2);
-    const s = await openSse(sseUrl(server, ['webhooks.sincelast.>'], `&since=${hist[1].id}`));
+    const s = await openSse(sseUrl(server, ['webhooks.sincelast.>'], `&since=${hist[1].id}`), { headers: server.auth() });
     try {
       await sleep(200);
       assert.equal(s.events.length, 0);
@@ -347,11 +352,11 @@ describe('replay and resume', () => {
       await sleep(5);
     }
     // a time given as the exact receivedAt of a message includes it
-    const exact = await openSse(sseUrl(server, ['webhooks.sincetime.>'], `&since=${encodeURIComponent(hist[1].receivedAt)}`));
-    const s = await openSse(sseUrl(server, ['webhooks.sincetime.>'], `&since=${encodeURIComponent(t)}`));
+    const exact = await openSse(sseUrl(server, ['webhooks.sincetime.>'], `&since=${encodeURIComponent(hist[1].receivedAt)}`), { headers: server.auth() });
+    const s = await openSse(sseUrl(server, ['webhooks.sincetime.>'], `&since=${encodeURIComponent(t)}`), { headers: server.auth() });
     // an offset form of the same instant
     const off = new Date(Date.parse(t)).toISOString().replace('Z', '+00:00');
-    const s2 = await openSse(sseUrl(server, ['webhooks.sincetime.>'], `&since=${encodeURIComponent(off)}`));
+    const s2 = await openSse(sseUrl(server, ['webhooks.sincetime.>'], `&since=${encodeURIComponent(off)}`), { headers: server.auth() });
     try {
       await s.waitEvents(3);
       await s2.waitEvents(3);
@@ -371,7 +376,8 @@ describe('replay and resume', () => {
 
   test('Last-Event-ID wins over ?since', async () => {
     const hist = await postMany('/webhook/lastid/o/r', 5);
-    const s = await openSse(sseUrl(server, ['webhooks.lastid.>'], '&since=0'), { headers: { 'Last-Event-ID': hist[3].id } });
+    const s = await openSse(sseUrl(server, ['webhooks.lastid.>'], '&since=0'),
+      { headers: { ...server.auth(), 'Last-Event-ID': hist[3].id } });
     try {
       await s.waitEvents(1);
       await sleep(200);
@@ -388,7 +394,7 @@ describe('replay and resume', () => {
     const cutFetch = async (url, init) => {
       connects++;
       sent.push(init.headers['Last-Event-ID']);
-      const res = await fetch(url, init);
+      const res = await fetch(url, withAuth(init));
       if (connects > 1) return res;
       const reader = res.body.getReader();
       const body = new ReadableStream({
@@ -461,7 +467,7 @@ describe('resume under continuous publishing, across loops', () => {
       a.lastSeen.push(a.got.length ? a.got[a.got.length - 1] : undefined);
       a.publishedAt.push(published.length);
       a.cutAfter = a.connects <= CYCLES ? a.got.length + 150 + Math.floor(Math.random() * 200) : Infinity;
-      const res = await fetch(url, init);
+      const res = await fetch(url, withAuth(init));
       const reader = res.body.getReader();
       const body = new ReadableStream({
         async pull(ctrl) {
@@ -489,7 +495,7 @@ describe('resume under continuous publishing, across loops', () => {
         const target = cycle < CYCLES ? b.got.length + 100 + Math.floor(Math.random() * 250) : Infinity;
         b.connects++;
         const s = await openSse(sseUrl(server, ['webhooks.resume.>'], '&since=0'),
-          { headers: last ? { 'Last-Event-ID': last } : {}, onEvent: (ev, st) => { if (!st.dropped) b.got.push(ev.id); } });
+          { headers: { ...server.auth(), ...(last ? { 'Last-Event-ID': last } : {}) }, onEvent: (ev, st) => { if (!st.dropped) b.got.push(ev.id); } });
         assert.equal(s.status, 200);
         if (target === Infinity) return s;
         await until(() => b.got.length >= target || s.ended, 30000, 'consumer B progress');
@@ -542,7 +548,7 @@ describe('resume under continuous publishing, across loops', () => {
   test('many subscribers on many connections each get every message once (publishers on other connections)', { timeout: 60000 }, async () => {
     const subs = [];
     try {
-      for (let i = 0; i < 24; i++) subs.push(await openSse(sseUrl(server, ['webhooks.loops.>'])));
+      for (let i = 0; i < 24; i++) subs.push(await openSse(sseUrl(server, ['webhooks.loops.>']), { headers: server.auth() }));
       const pub = new Publisher(server, { sockets: 12 });
       const res = await pool(300, 12, (i) => pub.webhook(`/webhook/loops/o/r${i % 3}`, { i }));
       pub.close();
@@ -561,7 +567,8 @@ describe('heartbeat', () => {
   test('comment lines arrive every SWITCHBOARD_HEARTBEAT_MS on a quiet stream', async () => {
     const c = await rawConnect(server.port);
     try {
-      c.sock.write('GET /api/v1/stream?subject=webhooks.quiet.%3E HTTP/1.1\r\nHost: x\r\n\r\n');
+      c.sock.write('GET /api/v1/stream?subject=webhooks.quiet.%3E HTTP/1.1\r\nHost: x\r\n' +
+        `Authorization: Bearer ${server.adminKey}\r\n\r\n`);
       const head = await until(() => parseHead(c.data), 5000, 'response head');
       assert.equal(head.status, 200);
       const blocks = [];
@@ -587,7 +594,7 @@ describe('heartbeat', () => {
 
 describe('errors', () => {
   async function expect400(query, code, headers = {}) {
-    const res = await fetch(`${server.url}/api/v1/stream${query}`, { headers });
+    const res = await fetch(`${server.url}/api/v1/stream${query}`, { headers: { ...server.auth(), ...headers } });
     assert.equal(res.status, 400, `${query}`);
     assert.match(res.headers.get('content-type'), /application\/json/);
     const body = await res.json();
@@ -596,7 +603,7 @@ describe('errors', () => {
   }
 
   async function stillServes() {
-    const s = await openSse(sseUrl(server, ['webhooks.after.>']));
+    const s = await openSse(sseUrl(server, ['webhooks.after.>']), { headers: server.auth() });
     try {
       assert.equal(s.status, 200);
       const r = await postWebhook(server, '/webhook/after/x', {});
@@ -619,10 +626,10 @@ describe('errors', () => {
 
   test(`more than SWITCHBOARD_MAX_SUBSCRIPTIONS (${MAX_SUBS}) subjects -> 400 too_many_subjects; exactly the limit works`, async () => {
     const pats = Array.from({ length: MAX_SUBS + 1 }, (_, i) => `webhooks.many${i}.>`);
-    const res = await fetch(sseUrl(server, pats));
+    const res = await fetch(sseUrl(server, pats), { headers: server.auth() });
     assert.equal(res.status, 400);
     assert.equal((await res.json()).error.code, 'too_many_subjects');
-    const ok = await openSse(sseUrl(server, pats.slice(0, MAX_SUBS)));
+    const ok = await openSse(sseUrl(server, pats.slice(0, MAX_SUBS)), { headers: server.auth() });
     try {
       assert.equal(ok.status, 200);
       const r = await postWebhook(server, `/webhook/many${MAX_SUBS - 1}/x`, {});
@@ -648,6 +655,7 @@ describe('errors', () => {
   });
 
   test('wrong method -> 405 with Allow: GET', async () => {
+    // the router answers before authentication: no credential needed
     const res = await fetch(sseUrl(server, ['webhooks.x']), { method: 'POST', body: '{}' });
     assert.equal(res.status, 405);
     assert.equal(res.headers.get('allow'), 'GET');

@@ -39,7 +39,7 @@ async function pingPong(c, id = `p${Math.random()}`) {
 
 // A fresh connection works end to end (used after every failure case).
 async function serverServes() {
-  const c = await jsonWs(url);
+  const c = await jsonWs(url, { headers: server.auth() });
   try {
     await pingPong(c);
     const health = await fetch(`${server.url}/health`);
@@ -51,7 +51,7 @@ async function serverServes() {
 
 describe('JSON protocol', () => {
   test('subscribe -> subscribed; live messages arrive as {"type":"message","message":envelope}', async () => {
-    const c = await jsonWs(url);
+    const c = await jsonWs(url, { headers: server.auth() });
     try {
       const sub = await c.request({ type: 'subscribe', id: 's1', subject: 'webhooks.wslive.>' });
       assert.deepEqual(sub, { type: 'subscribed', id: 's1', subject: 'webhooks.wslive.>' });
@@ -70,7 +70,7 @@ describe('JSON protocol', () => {
   });
 
   test('subscribe without id: the id is the subject; integer ids come back as strings', async () => {
-    const c = await jsonWs(url);
+    const c = await jsonWs(url, { headers: server.auth() });
     try {
       c.send({ type: 'subscribe', subject: 'webhooks.noid.>' });
       const sub = await c.next((m) => m.type === 'subscribed');
@@ -87,7 +87,7 @@ describe('JSON protocol', () => {
   test('subscribe with since=<id> replays then sends caught_up, then goes live', async () => {
     const hist = [];
     for (let i = 0; i < 4; i++) hist.push((await postWebhook(server, '/webhook/wsreplay/o/r', { i })).body.id);
-    const c = await jsonWs(url);
+    const c = await jsonWs(url, { headers: server.auth() });
     try {
       for (const [id, since] of [['a', hist[1]], ['b', Number(hist[1])]]) {
         const from = c.msgs.length;
@@ -117,7 +117,7 @@ describe('JSON protocol', () => {
     await sleep(30);
     const later = [];
     for (let i = 0; i < 3; i++) later.push((await postWebhook(server, '/webhook/wstime/o/r', { i })).body.id);
-    const c = await jsonWs(url);
+    const c = await jsonWs(url, { headers: server.auth() });
     try {
       await c.request({ type: 'subscribe', id: 'all', subject: 'webhooks.wstime.>', since: 0 });
       await c.next((m) => m.type === 'caught_up' && m.id === 'all');
@@ -133,7 +133,7 @@ describe('JSON protocol', () => {
   });
 
   test('unsubscribe -> unsubscribed, and no more messages for it', async () => {
-    const c = await jsonWs(url);
+    const c = await jsonWs(url, { headers: server.auth() });
     try {
       await c.request({ type: 'subscribe', id: 'a', subject: 'webhooks.unsub.a' });
       await c.request({ type: 'subscribe', id: 'b', subject: 'webhooks.unsub.b' });
@@ -153,8 +153,8 @@ describe('JSON protocol', () => {
   });
 
   test('publish -> published with seq/stored, and the message reaches subscribers', async () => {
-    const c = await jsonWs(url);
-    const other = await jsonWs(url);
+    const c = await jsonWs(url, { headers: server.auth() });
+    const other = await jsonWs(url, { headers: server.auth() });
     try {
       await other.request({ type: 'subscribe', id: 's', subject: 'webhooks.wspub.>' });
       await other.request({ type: 'subscribe', id: 'r', subject: 'rooms.wspub' });
@@ -173,7 +173,7 @@ describe('JSON protocol', () => {
       assert.equal(m2.message.id, null);
       assert.equal(m2.message.payload, 'hi');
       // a published message is also readable over SSE replay
-      const s = await openSse(sseUrl(server, ['webhooks.wspub.>'], `&since=${p1.seq - 1}`));
+      const s = await openSse(sseUrl(server, ['webhooks.wspub.>'], `&since=${p1.seq - 1}`), { headers: server.auth() });
       try {
         const [ev] = await s.waitEvents(1);
         assert.equal(ev.id, String(p1.seq));
@@ -187,7 +187,7 @@ describe('JSON protocol', () => {
   });
 
   test('ping -> pong with the same id', async () => {
-    const c = await jsonWs(url);
+    const c = await jsonWs(url, { headers: server.auth() });
     try {
       for (const id of ['x', 'ünï', 'a'.repeat(128)]) await pingPong(c, id);
     } finally {
@@ -198,7 +198,7 @@ describe('JSON protocol', () => {
 
 describe('JSON protocol errors (the connection stays usable)', () => {
   test('each bad command gets {"type":"error","code":...}', async () => {
-    const c = await jsonWs(url);
+    const c = await jsonWs(url, { headers: server.auth() });
     try {
       const cases = [
         ['not json', undefined, 'invalid_json'],
@@ -237,7 +237,7 @@ describe('JSON protocol errors (the connection stays usable)', () => {
   });
 
   test('duplicate id, unsubscribe of an unknown id, too many subscriptions', async () => {
-    const c = await jsonWs(url);
+    const c = await jsonWs(url, { headers: server.auth() });
     try {
       assert.equal((await c.request({ type: 'subscribe', id: 'd', subject: 'webhooks.dup.a' })).type, 'subscribed');
       const dup = await c.request({ type: 'subscribe', id: 'd', subject: 'webhooks.dup.b' });
@@ -264,7 +264,7 @@ describe('JSON protocol errors (the connection stays usable)', () => {
   });
 
   test('a binary message -> close 1003', async () => {
-    const c = await jsonWs(url);
+    const c = await jsonWs(url, { headers: server.auth() });
     c.ws.send(Buffer.from([1, 2, 3]), { binary: true });
     const info = await c.closed;
     assert.equal(info.code, 1003);
@@ -276,7 +276,7 @@ describe('RFC 6455 over a raw socket', () => {
   const PING_JSON = (id) => Buffer.from(JSON.stringify({ type: 'ping', id }));
 
   async function expectClose(frames, code) {
-    const w = await rawWs(server.port);
+    const w = await rawWs(server.port, '/api/v1/ws', server.auth());
     try {
       for (const f of frames) w.send(f);
       const close = await w.nextFrame((f) => f.opcode === 8);
@@ -290,7 +290,7 @@ describe('RFC 6455 over a raw socket', () => {
   }
 
   test('handshake: 101 with the right Sec-WebSocket-Accept; a masked text frame works', async () => {
-    const w = await rawWs(server.port);
+    const w = await rawWs(server.port, '/api/v1/ws', server.auth());
     try {
       assert.equal(w.head.headers.upgrade.toLowerCase(), 'websocket');
       w.send(encodeFrame(1, PING_JSON('raw')));
@@ -323,7 +323,7 @@ describe('RFC 6455 over a raw socket', () => {
   test('close frame with a reserved code (1005) -> close 1002', () => expectClose([encodeFrame(8, Buffer.from([0x03, 0xed]))], 1002));
 
   test('a fragmented message is reassembled, with a ping between its fragments', async () => {
-    const w = await rawWs(server.port);
+    const w = await rawWs(server.port, '/api/v1/ws', server.auth());
     try {
       const text = Buffer.from(JSON.stringify({ type: 'ping', id: 'fragmented-ü-message' }));
       w.send(Buffer.concat([
@@ -347,7 +347,7 @@ describe('RFC 6455 over a raw socket', () => {
   });
 
   test('a ping frame is answered by a pong with the same payload (also empty)', async () => {
-    const w = await rawWs(server.port);
+    const w = await rawWs(server.port, '/api/v1/ws', server.auth());
     try {
       const payload = Buffer.from([0, 1, 2, 255, 254, 0x80]);
       w.send(encodeFrame(9, payload));
@@ -371,7 +371,7 @@ describe('RFC 6455 over a raw socket', () => {
 
   test('close handshake echoes the code; then the server closes the TCP connection', async () => {
     for (const code of [1000, 1001, 3000, 4321]) {
-      const w = await rawWs(server.port);
+      const w = await rawWs(server.port, '/api/v1/ws', server.auth());
       try {
         const body = Buffer.alloc(2 + 3);
         body.writeUInt16BE(code, 0);
@@ -385,7 +385,7 @@ describe('RFC 6455 over a raw socket', () => {
       }
     }
     // a close without a status is answered by an empty close or 1000
-    const w = await rawWs(server.port);
+    const w = await rawWs(server.port, '/api/v1/ws', server.auth());
     try {
       w.send(encodeFrame(8, ''));
       const close = await w.nextFrame((f) => f.opcode === 8);
@@ -399,9 +399,13 @@ describe('RFC 6455 over a raw socket', () => {
 });
 
 describe('handshake errors', () => {
+  // With the credential, so that each request passes authentication and
+  // reaches the handshake checks (an upgrade without one may authenticate
+  // in its first message, so the handshake is checked the same way).
   const req = (lines) => rawRequest(server.port, `${lines.join('\r\n')}\r\n\r\n`);
   const base = (extra = [], method = 'GET', ver = '13', key = 'dGhlIHNhbXBsZSBub25jZQ==') => [
     `${method} /api/v1/ws HTTP/1.1`, 'Host: x', 'Upgrade: websocket', 'Connection: Upgrade',
+    `Authorization: Bearer ${server.adminKey}`,
     ...(key ? [`Sec-WebSocket-Key: ${key}`] : []), ...(ver ? [`Sec-WebSocket-Version: ${ver}`] : []), ...extra];
 
   test('the reference handshake from RFC 6455 section 1.3', async () => {
@@ -433,7 +437,8 @@ describe('handshake errors', () => {
     const post = await req([...base([], 'POST'), 'Content-Length: 0']);
     assert.equal(post.status, 405);
     assert.equal(post.headers.allow, 'GET');
-    const plain = await rawRequest(server.port, 'GET /api/v1/ws HTTP/1.1\r\nHost: x\r\n\r\n');
+    const plain = await rawRequest(server.port,
+      `GET /api/v1/ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.adminKey}\r\n\r\n`);
     assert.equal(plain.status, 400);
     const noConn = await req(base().filter((l) => !l.startsWith('Connection')));
     assert.equal(noConn.status, 400);
@@ -466,7 +471,7 @@ describe('resume and fan-out', () => {
     let conns = 0;
     try {
       for (let cycle = 0; cycle < 6; cycle++) {
-        const c = await jsonWs(url);
+        const c = await jsonWs(url, { headers: server.auth() });
         conns++;
         const last = got.length ? Number(got[got.length - 1]) : 0;
         c.ws.on('message', (d) => {
@@ -503,11 +508,11 @@ describe('resume and fan-out', () => {
     const sses = [];
     try {
       await pool(200, 20, async () => {
-        const c = await jsonWs(url);
+        const c = await jsonWs(url, { headers: server.auth() });
         wss.push(c);
         await c.request({ type: 'subscribe', id: 'f', subject: 'webhooks.fanout.room' });
       });
-      await pool(50, 10, async () => { sses.push(await openSse(sseUrl(server, ['webhooks.fanout.room']))); });
+      await pool(50, 10, async () => { sses.push(await openSse(sseUrl(server, ['webhooks.fanout.room']), { headers: server.auth() })); });
       const pub = new Publisher(server, { sockets: 4 });
       const res = await pool(100, 4, (i) => pub.publish('webhooks.fanout.room', { i }));
       pub.close();

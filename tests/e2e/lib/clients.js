@@ -260,14 +260,22 @@ export function decodeFrames(buf) {
   return { frames, rest: buf.subarray(off) };
 }
 
+// Raw header lines ("Name: value\r\n" each) for a headers object, e.g.
+// server.auth() -> "authorization: Bearer sb_...\r\n".
+export function headerLines(headers = {}) {
+  return Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+}
+
 // Opens /api/v1/ws (or path) with a hand-made handshake and checks the
-// 101 and Sec-WebSocket-Accept. Returns {sock, frames, head, send(buf),
+// 101 and Sec-WebSocket-Accept; `headers` (e.g. server.auth()) are added
+// to the upgrade request. Returns {sock, frames, head, send(buf),
 // nextFrame(pred, timeout), waitClosed(timeout)}.
-export async function rawWs(port, path = '/api/v1/ws') {
+export async function rawWs(port, path = '/api/v1/ws', headers = {}) {
   const c = await rawConnect(port);
   const key = crypto.randomBytes(16).toString('base64');
   c.sock.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-    `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+    `${headerLines(headers)}\r\n`);
   let head;
   await until(() => (head = parseHead(c.data)) || c.closed, 5000, 'the WebSocket handshake');
   if (!head || head.status !== 101) throw new Error(`handshake failed: ${c.data.toString('latin1')}`);
@@ -298,7 +306,8 @@ export async function rawWs(port, path = '/api/v1/ws') {
 // --- WebSocket, JSON protocol (ws package) ---------------------------------
 
 // {ws, msgs, send(obj), next(pred, timeout), closed (promise of {code,
-// reason}), close()}. Every text message is parsed into msgs.
+// reason}), close()}. Every text message is parsed into msgs. opts go to
+// the ws package (e.g. {headers: server.auth()}).
 export async function jsonWs(url, opts = {}) {
   const ws = new WebSocket(url, opts);
   const c = {
@@ -339,10 +348,12 @@ export async function jsonWs(url, opts = {}) {
 // --- publishing ------------------------------------------------------------
 
 // POSTs with node:http through an agent of `sockets` keep-alive
-// connections. post(path, body, headers) -> {status, json}.
+// connections, authenticated as `key` (default: the server's admin key).
+// post(path, body, headers) -> {status, json}.
 export class Publisher {
-  constructor(server, { sockets = 8 } = {}) {
+  constructor(server, { sockets = 8, key = server.adminKey } = {}) {
     this.server = server;
+    this.auth = server.auth(key);
     this.agent = new http.Agent({ keepAlive: true, maxSockets: sockets });
   }
 
@@ -351,7 +362,7 @@ export class Publisher {
     return new Promise((resolve, reject) => {
       const req = http.request({
         host: '127.0.0.1', port: this.server.port, method: 'POST', path, agent: this.agent,
-        headers: { 'content-type': 'application/json', 'content-length': data.length, ...headers },
+        headers: { 'content-type': 'application/json', 'content-length': data.length, ...this.auth, ...headers },
       }, (res) => {
         const chunks = [];
         res.on('data', (d) => chunks.push(d));
@@ -396,11 +407,13 @@ export async function pool(n, concurrency, fn) {
 // --- a subscriber in a child process (see reader_child.js) -----------------
 
 // Resolves once the child is subscribed: {report() -> {ids, ended,
-// closeCode}, stop()}.
-export async function forkReader(kind, port, subject) {
+// closeCode}, stop()}. The child authenticates with `key` (passed in its
+// environment, SB_E2E_KEY, not on its command line).
+export async function forkReader(kind, port, subject, key) {
   const { fork } = await import('node:child_process');
+  if (!key) throw new Error('forkReader: a credential is needed');
   const child = fork(new URL('./reader_child.js', import.meta.url).pathname, [kind, String(port), subject],
-    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, SB_E2E_KEY: key } });
   const waiters = [];
   child.on('message', (m) => { const w = waiters.shift(); if (w) w(m); });
   const next = (timeout, what) => new Promise((resolve, reject) => {
@@ -408,8 +421,15 @@ export async function forkReader(kind, port, subject) {
     waiters.push((m) => { clearTimeout(t); resolve(m); });
   });
   const exited = new Promise((resolve) => child.on('exit', resolve));
-  const ready = await next(10000, 'ready');
-  if (ready.type !== 'ready') throw new Error(`reader child: ${JSON.stringify(ready)}`);
+  let ready;
+  try {
+    ready = await next(10000, 'ready');
+    if (ready.type !== 'ready') throw new Error(`reader child: ${JSON.stringify(ready)}`);
+  } catch (e) {
+    child.kill('SIGKILL');
+    await exited;
+    throw e;
+  }
   return {
     async report() { const p = next(10000, 'report'); child.send('report'); return p; },
     async stop() {

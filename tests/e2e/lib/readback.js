@@ -1,7 +1,10 @@
 // Reads stored messages back over SSE (GET /api/v1/stream) with a plain
 // fetch stream: every event's id, event type, raw data line and parsed
 // envelope. Bounded: stops when until(events) is true or after timeout ms.
-export async function readEvents(server, { subject = 'webhooks.>', since = '0', until, timeout = 10000 } = {}) {
+// Authenticates as `key` (default: the server's admin key).
+export async function readEvents(server, {
+  subject = 'webhooks.>', since = '0', until, timeout = 10000, key = server.adminKey,
+} = {}) {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), timeout);
   const events = [];
@@ -9,7 +12,7 @@ export async function readEvents(server, { subject = 'webhooks.>', since = '0', 
   let done = false;
   const q = `subject=${encodeURIComponent(subject)}${since === null ? '' : `&since=${encodeURIComponent(since)}`}`;
   try {
-    const res = await fetch(`${server.url}/api/v1/stream?${q}`, { signal: ac.signal });
+    const res = await fetch(`${server.url}/api/v1/stream?${q}`, { signal: ac.signal, headers: server.auth(key) });
     if (res.status !== 200) throw new Error(`stream answered ${res.status}: ${await res.text()}`);
     const reader = res.body.getReader();
     const dec = new TextDecoder();

@@ -2,7 +2,7 @@
 // own data directory, reads its JSON log lines, and stops it, asserting a
 // clean exit and no sanitizer report.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -77,7 +77,16 @@ export class Server {
     }
     this.url = `http://127.0.0.1:${this.port}`;
     this.wsUrl = `ws://127.0.0.1:${this.port}`;
+    // The admin key the server wrote on its first start (kept across
+    // restarts on the same data directory).
+    const keyFile = join(this.dataDir, 'admin.key');
+    if (existsSync(keyFile)) this.adminKey = readFileSync(keyFile, 'utf8').trim();
     return this;
+  }
+
+  // Headers that authenticate as the admin key (or as `key`).
+  auth(key = this.adminKey) {
+    return { authorization: `Bearer ${key}` };
   }
 
   // Graceful stop: SIGTERM, expect exit code 0 and a clean sanitizer log.
@@ -111,7 +120,7 @@ export class Server {
   logsMatching(msg) { return this.logs.filter((l) => l.msg === msg); }
 
   async metrics() {
-    const res = await fetch(`${this.url}/metrics`);
+    const res = await fetch(`${this.url}/metrics`, { headers: this.auth() });
     const text = await res.text();
     const values = {};
     for (const line of text.split('\n')) {
@@ -123,11 +132,14 @@ export class Server {
   }
 }
 
-// POST a webhook; resolves to { status, body }.
+// POST a webhook; resolves to { status, body }. It authenticates as the
+// admin key unless headers has its own `authorization` ('' sends none).
 export async function postWebhook(server, path, body, headers = {}) {
+  const h = { 'content-type': 'application/json', ...server.auth(), ...headers };
+  if (h.authorization === '') delete h.authorization;
   const res = await fetch(`${server.url}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
+    headers: h,
     body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
   });
   const text = await res.text();
@@ -136,10 +148,10 @@ export async function postWebhook(server, path, body, headers = {}) {
   return { status: res.status, body: json, text, headers: res.headers };
 }
 
-export async function publish(server, subject, data, event) {
+export async function publish(server, subject, data, event, key = server.adminKey) {
   const res = await fetch(`${server.url}/api/v1/publish`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...server.auth(key) },
     body: JSON.stringify({ subject, data, ...(event ? { event } : {}) }),
   });
   return { status: res.status, body: await res.json() };
