@@ -114,7 +114,7 @@ static const opt_t opts[] = {
     S("auth.bootstrap_tenant", "SWITCHBOARD_BOOTSTRAP_TENANT", bootstrap_tenant, "default",
       "tenant of the admin key created on first start"),
     S("auth.admin_key_file", "SWITCHBOARD_ADMIN_KEY_FILE", admin_key_file, "",
-      "where the first-start admin key is written, 0600 (default: {data_dir}/admin.key)"),
+      "where the first-start admin key is written, 0600 (empty = {data_dir}/admin.key)"),
     S("auth.admin_allow", "SWITCHBOARD_ADMIN_ALLOW", admin_allow, "",
       "CIDRs allowed to use the admin API, comma-separated (empty = any)"),
     S("auth.trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES", trusted_proxies, "",
@@ -779,7 +779,7 @@ void config_usage(FILE *out)
             snprintf(def, sizeof def, "%" PRId64, o->idef);
         else
             snprintf(def, sizeof def, "%s", o->sdef);
-        fprintf(out, "  --%-26s %-34s %s (default %s)\n", flag_name(o, name, sizeof name),
-                o->env, o->help, def);
+        fprintf(out, "  --%-26s %-34s %s%s%s%s\n", flag_name(o, name, sizeof name), o->env,
+                o->help, *def ? " (default " : "", def, *def ? ")" : "");
     }
 }
