@@ -363,12 +363,18 @@ void auth_forbidden(http_req_t *r, const principal_t *p, const char *ip, const c
         http_error(r, 403, "forbidden", "not permitted: %s", what);
 }
 
+/* every jti tokens.c can revoke fits in a principal's */
+_Static_assert(PRINCIPAL_JTI_MAX >= TOKENS_JTI_MAX, "principal jti too short");
+
 bool auth_still_valid(const principal_t *p, int64_t now_ms)
 {
     keys_auth_t st;
 
     if (principal_expired(p, now_ms))
         return false;
+    if (p->kind == PRINCIPAL_JWT && p->jti[0] &&
+        tokens_revoked(A.tokens, p->jti, strlen(p->jti), now_ms))
+        return false;                  /* POST /api/v1/tokens/revoke */
     st = keys_status(A.keys, p->id, p->id_len, now_ms);
     if (p->kind != PRINCIPAL_JWT)
         return st == KEYS_AUTH_OK;
@@ -377,35 +383,49 @@ bool auth_still_valid(const principal_t *p, int64_t now_ms)
 
 /* --- client address ----------------------------------------------------------- */
 
-/* The right-most X-Forwarded-For entry that is not a trusted proxy, when
- * the peer is one; entries that are not addresses end the walk. */
-void auth_client_ip(const http_req_t *r, char out[AUTH_IP_MAX])
+/*
+ * Walks one X-Forwarded-For value from its right end. Returns 1 when the
+ * walk is over (out holds the client), 0 to continue with the line before
+ * (every entry was a trusted proxy; out holds the left-most of them).
+ */
+static int xff_walk(const char *v, size_t len, char out[AUTH_IP_MAX])
 {
-    const char *peer = r->conn ? r->conn->peer : "";
-    const char *xff, *end;
-    size_t len;
+    const char *end = v + len;
 
-    snprintf(out, AUTH_IP_MAX, "%s", peer);
-    if (A.proxies.n == 0 || !cidr_list_match(&A.proxies, peer, strlen(peer)))
-        return;
-    xff = http_header(r, "X-Forwarded-For", &len);
-    if (!xff)
-        return;
-    end = xff + len;
-    while (end > xff) {
+    while (end > v) {
         const char *start = end, *s, *e;
         uint8_t addr[16];
-        while (start > xff && start[-1] != ',')
+        while (start > v && start[-1] != ',')
             start--;
         for (s = start; s < end && (*s == ' ' || *s == '\t'); s++) {}
         for (e = end; e > s && (e[-1] == ' ' || e[-1] == '\t'); e--) {}
         if (e == s || (size_t)(e - s) >= AUTH_IP_MAX || cidr_addr_parse(s, (size_t)(e - s), addr))
-            return;
+            return 1;          /* not an address: the hop to its right is the client */
         memcpy(out, s, (size_t)(e - s));
         out[e - s] = '\0';
         if (!cidr_list_match_addr(&A.proxies, addr))
+            return 1;
+        end = start > v ? start - 1 : v;
+    }
+    return 0;
+}
+
+/* The right-most X-Forwarded-For entry that is not a trusted proxy, when
+ * the peer is one. Repeated header lines are one list (RFC 9110 5.3): a
+ * proxy may add its own line after the client's. */
+void auth_client_ip(const http_req_t *r, char out[AUTH_IP_MAX])
+{
+    const char *peer = r->conn ? r->conn->peer : "";
+    const http_head_t *h = &r->head;
+
+    snprintf(out, AUTH_IP_MAX, "%s", peer);
+    if (A.proxies.n == 0 || !cidr_list_match(&A.proxies, peer, strlen(peer)))
+        return;
+    for (size_t i = h->num_headers; i-- > 0;) {
+        const http_header_t *f = &h->headers[i];
+        if (f->name_len == 15 && strncasecmp(f->name, "X-Forwarded-For", 15) == 0 &&
+            xff_walk(f->value, f->value_len, out))
             return;
-        end = start > xff ? start - 1 : xff;
     }
 }
 
@@ -427,7 +447,7 @@ int auth_lease_acquire(auth_lease_t *l, principal_t *p, const char *ip, const ch
     memset(l, 0, sizeof *l);
     outcome(out, 0, MA_OK, NULL, NULL, NULL);
     snprintf(l->ip, sizeof l->ip, "%s", ip);
-    klen = rate_key(k, "cip", ip, NULL);
+    klen = rate_key(k, "cip", l->ip, NULL);     /* the key release will use */
     if (!rl_conn_acquire(A.rl, k, klen, (uint32_t)A.cfg->ip_max_connections)) {
         outcome(out, 429, MA_CONN_LIMITED, "too_many_connections",
                 "too many open streams from this address", "client IP connection cap");
@@ -566,16 +586,18 @@ static int bootstrap(char *err, size_t errlen)
         errmsg(err, errlen, "cannot create the admin key: %s", kerr);
         goto out;
     }
-    if (persist_key_sync(rec)) {
-        errmsg(err, errlen, "cannot store the admin key");
-        goto out;
-    }
     if (*c->admin_key_file)
         snprintf(path, sizeof path, "%s", c->admin_key_file);
     else
         snprintf(path, sizeof path, "%s/admin.key", c->data_dir);
+    /* The file first: a key in the store that nobody has seen would lock
+     * the operator out, since no second bootstrap ever runs. */
     if (write_key_file(path, key)) {
         errmsg(err, errlen, "cannot write the admin key to %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (persist_key_sync(rec)) {
+        errmsg(err, errlen, "cannot store the admin key");
         goto out;
     }
     printf("Switchboard created its admin key. It is shown once, here, and kept in %s (mode "
