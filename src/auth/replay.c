@@ -154,6 +154,8 @@ static void replay__pop(replay_t *r)
     const replay__entry_t *e = &r->ring[r->head];
     uint32_t at = (uint32_t)e->fp[0] & r->mask, j, h;
 
+    assert(r->capacity > 0 && r->count > 0);      /* replay_new refuses 0 */
+
     while (r->slots[at] != r->head + 1)
         at = (at + 1) & r->mask;
     r->slots[at] = 0;

@@ -362,7 +362,7 @@ static void cmd_auth(wsn_t *w, json_t *obj, const char *id)
                                 "WS auth", &o);
     buf_t extra;
 
-    if (!p || authenticate(w, p, &o)) {
+    if (!p || authenticate(w, p, &o) || !w->lease.p) {
         ws_close(w->ws, o.status == 429 ? WSN_CLOSE_LIMITED : WSN_CLOSE_UNAUTHORIZED,
                  o.message);
         return;

@@ -1895,7 +1895,7 @@ static bool sq_is_literal(const char *p)
 static bool sq_has(const char *const *v, size_t n, const char *s)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(v[i], s) == 0)
+        if (v[i] && strcmp(v[i], s) == 0)
             return true;
     return false;
 }
