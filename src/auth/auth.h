@@ -125,7 +125,8 @@ void auth_forbidden(http_req_t *r, const principal_t *p, const char *ip,
 bool auth_rate(const principal_t *p, const char *ip, auth_outcome_t *out);
 
 /* Whether p may still act: its key is neither revoked nor expired, its
- * token has not expired. Streams ask on every heartbeat. */
+ * token has neither expired nor been revoked (by jti). Streams ask on
+ * every heartbeat. */
 bool auth_still_valid(const principal_t *p, int64_t now_ms);
 
 /*

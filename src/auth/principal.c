@@ -694,7 +694,7 @@ int principal_from_claims(const json_t *claims, const char *default_tenant,
                           principal_t **out, char *err, size_t errcap)
 {
     perm_t perm = { 0 };
-    const json_t *sub;
+    const json_t *sub, *jti;
     const char *tenant;
     size_t tenant_len;
     int64_t expires_ms;
@@ -731,6 +731,9 @@ int principal_from_claims(const json_t *claims, const char *default_tenant,
         rc = PERM_ENOMEM;
         goto fail;
     }
+    jti = json_object_get(claims, "jti");      /* not shared yet: still ours */
+    if (json_is_string(jti) && json_string_length(jti) <= PRINCIPAL_JTI_MAX)
+        memcpy((*out)->jti, json_string_value(jti), json_string_length(jti));
     return 0;
 fail:
     perm_free(&perm);

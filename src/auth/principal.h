@@ -57,7 +57,10 @@
  *                      "events:<event pattern>", "admin"; anything else is
  *                      an error (never silently ignored); absent = nothing;
  *   "rate", "max_connections"  optional, same syntax as in the spec;
- *   "exp"              when present (a number), the principal's expiry.
+ *   "exp"              when present (a number), the principal's expiry;
+ *   "jti"              when a string of 1..PRINCIPAL_JTI_MAX bytes, kept
+ *                      (jti) so that a connection can re-check whether the
+ *                      token was revoked; otherwise ignored here.
  *
  * Nothing here logs or does I/O. Error texts are meant for API clients:
  * they echo the offending member name or pattern (truncated, unprintable
@@ -75,6 +78,7 @@
 
 #define PRINCIPAL_TENANT_MAX 64    /* bytes of [A-Za-z0-9_-] */
 #define PRINCIPAL_ID_MAX 128       /* bytes of printable ASCII, no space */
+#define PRINCIPAL_JTI_MAX 64       /* bytes of a kept JWT "jti" */
 #define PERM_LIST_MAX 64           /* patterns in one list */
 #define PERM_EVENT_MAX 128         /* bytes of an event type or pattern */
 #define PERM_SCOPES_MAX (4 * PERM_LIST_MAX + 1)  /* entries in a scope claim */
@@ -120,6 +124,7 @@ typedef struct principal {
     perm_t perm;
     bool superadmin;
     int64_t expires_ms;                /* Unix ms; 0 = never */
+    char jti[PRINCIPAL_JTI_MAX + 1];   /* JWT "jti", "" when none */
     /* private */
     atomic_int refs;
 } principal_t;

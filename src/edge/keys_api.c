@@ -192,10 +192,12 @@ static void create_key(http_req_t *r, principal_t *p)
     name = json_string_value(json_object_get(body, "name"));
     if (jt && !json_is_null(jt))
         tenant = json_string_value(jt);
+    /* expires_in 0 would mean "never" below (ttl_ms 0): refused, so that
+     * a value meant to make the key expire never makes it eternal */
     if (!tenant || !name || (jexp && !json_is_null(jexp) && (!json_is_integer(jexp) ||
-                                                             json_integer_value(jexp) < 0))) {
+                                                             json_integer_value(jexp) < 1))) {
         http_error(r, 400, "invalid_request", "\"name\" (string) is required; \"tenant\" is a "
-                   "string and \"expires_in\" a number of seconds");
+                   "string and \"expires_in\" a number of seconds (at least 1)");
         goto out;
     }
     if (strcmp(tenant, p->tenant) != 0 && !p->superadmin) {
