@@ -216,16 +216,23 @@ static principal_t *check_key(const char *cred, size_t len, const char *ip, auth
     return p;
 }
 
-static principal_t *check_token(const char *cred, size_t len, auth_outcome_t *out)
+/* A token minted by a key is held to the key's IP allowlist too. */
+static principal_t *check_token(const char *cred, size_t len, const char *ip,
+                                auth_outcome_t *out)
 {
     principal_t *p = NULL;
     const char *reason = NULL;
     tokens_result_t r = tokens_verify(A.tokens, cred, len, clock_now_ms(), &p, &reason);
 
-    if (r == TOKENS_ENOMEM)
+    if (r == TOKENS_ENOMEM) {
         outcome(out, 503, MA_INVALID_TOKEN, "unavailable", "out of memory", "out of memory");
-    else if (r != TOKENS_OK)
+    } else if (r != TOKENS_OK) {
         refuse_invalid(out, metric_of_token(r), reason ? reason : "invalid token");
+    } else if (!keys_ip_allowed(A.keys, p->id, p->id_len, ip)) {
+        refuse_invalid(out, MA_IP_NOT_ALLOWED, "token used outside its key's IP allowlist");
+        principal_unref(p);
+        p = NULL;
+    }
     return p;
 }
 
@@ -260,7 +267,7 @@ principal_t *auth_check(const char *cred, size_t len, const char *ip, const char
     } else if (len > APIKEY_PREFIX_LEN && memcmp(cred, APIKEY_PREFIX, APIKEY_PREFIX_LEN) == 0) {
         p = check_key(cred, len, ip, out, who);
     } else if (is_jwt(cred, len)) {
-        p = check_token(cred, len, out);
+        p = check_token(cred, len, ip, out);
     } else {
         refuse_invalid(out, MA_MALFORMED, "neither an API key nor a JWT");
     }

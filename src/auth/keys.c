@@ -981,6 +981,18 @@ keys_auth_t keys_status(keys_reg_t *reg, const char *id, size_t id_len,
     return res;
 }
 
+bool keys_ip_allowed(keys_reg_t *reg, const char *id, size_t id_len, const char *ip)
+{
+    keys__rec_t *r;
+    bool ok = true;
+
+    pthread_rwlock_rdlock(&reg->lock);
+    if ((r = keys__find(reg, id, id_len, NULL, 0)) != NULL && r->cidrs.n > 0)
+        ok = ip && cidr_list_match(&r->cidrs, ip, strlen(ip));
+    pthread_rwlock_unlock(&reg->lock);
+    return ok;
+}
+
 /* --- usage log ------------------------------------------------------------ */
 
 /* Copies NUL-terminated src into dst[0..cap], at most cap bytes, stopping

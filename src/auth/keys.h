@@ -208,6 +208,11 @@ keys_auth_t keys_authenticate(keys_reg_t *reg, const char *key, size_t len,
 keys_auth_t keys_status(keys_reg_t *reg, const char *id, size_t id_len,
                         int64_t now_ms);
 
+/* Whether a request from ip (text; NULL = unknown) may act for key id: it
+ * has no allowlist, or ip is in it. True for an id that is not a key. For
+ * tokens minted by a key, which must not carry it outside its allowlist. */
+bool keys_ip_allowed(keys_reg_t *reg, const char *id, size_t id_len, const char *ip);
+
 /*
  * Appends one entry to key id's usage log (the last KEYS_USAGE_MAX are
  * kept). ip, endpoint and outcome are NUL-terminated text, NULL for none;

@@ -612,6 +612,12 @@ static void test_ip_allowlist(void **state)
     assert_int_equal(auth(reg, k.text, NULL, T0), KEYS_AUTH_IP_NOT_ALLOWED);
     assert_int_equal(auth(reg, open.text, "203.0.113.9", T0), KEYS_AUTH_OK);
     assert_int_equal(auth(reg, open.text, NULL, T0), KEYS_AUTH_OK);
+    /* the same rule by id alone, for tokens the key minted */
+    assert_true(keys_ip_allowed(reg, k.id, APIKEY_ID_LEN, "10.9.9.9"));
+    assert_false(keys_ip_allowed(reg, k.id, APIKEY_ID_LEN, "11.0.0.1"));
+    assert_false(keys_ip_allowed(reg, k.id, APIKEY_ID_LEN, NULL));
+    assert_true(keys_ip_allowed(reg, open.id, APIKEY_ID_LEN, "203.0.113.9"));
+    assert_true(keys_ip_allowed(reg, "nosuchkey000", APIKEY_ID_LEN, "11.0.0.1"));
     drop(&k);
     drop(&open);
     keys_free(reg);
@@ -1122,7 +1128,8 @@ typedef struct shared {
     keys_reg_t *reg;
     pthread_mutex_t mu;
     char current[APIKEY_LEN + 1];  /* the rotating key's latest text */
-    unsigned gen;                  /* rotations so far */
+    unsigned gen;                  /* rotations behind current */
+    unsigned begun;                /* rotations begun (>= gen) */
     char steady[APIKEY_LEN + 1];   /* never rotated */
     char id[APIKEY_ID_LEN + 1];
     int failures;
@@ -1147,7 +1154,7 @@ static void *auth_thread(void *arg)
         r = keys_authenticate(sh->reg, key, APIKEY_LEN, "10.0.0.1", T0, &p,
                               &why);
         pthread_mutex_lock(&sh->mu);
-        gen_after = sh->gen;
+        gen_after = sh->begun;
         pthread_mutex_unlock(&sh->mu);
         /* a copy two rotations old is legitimately refused */
         if (r == KEYS_AUTH_OK)
@@ -1186,6 +1193,11 @@ static void test_threads(void **state)
     for (i = 0; i < AUTH_THREADS; i++)
         assert_int_equal(pthread_create(&th[i], NULL, auth_thread, &sh), 0);
     for (i = 0; i < ROTATIONS; i++) {
+        /* counted before the rotation, so a reader never sees a secret
+         * refused while the count still says it should work */
+        pthread_mutex_lock(&sh.mu);
+        sh.begun++;
+        pthread_mutex_unlock(&sh.mu);
         assert_int_equal(keys_rotate(sh.reg, rot.id, APIKEY_ID_LEN, NULL, 0,
                                      HOUR, T0, fresh, &rec, err, sizeof err),
                          0);
