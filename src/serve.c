@@ -27,6 +27,7 @@
 #include "auth/auth.h"
 #include "edge/edge.h"
 #include "http/server.h"
+#include "hub/consumer.h"
 #include "hub/hub.h"
 #include "net/conn.h"
 #include "net/listen.h"
@@ -283,6 +284,10 @@ int serve_main(int argc, char **argv)
         rc = 2;      /* a configuration problem, as config_load's */
         goto out;
     }
+    if (cons_init(s.store, err, sizeof err)) {
+        LOG_ERROR("cannot load the consumers", "\"error\":\"%s\"", log_str(err, (size_t)-1));
+        goto out;
+    }
     init_routes(&s);
     /* Signals are caught before "listening" is logged: a SIGTERM sent as
      * soon as the server says it is up must be a graceful stop. */
@@ -306,6 +311,7 @@ int serve_main(int argc, char **argv)
         hub_free(s.loops[i].hub);
     }
     webhook_shutdown();
+    cons_shutdown();
     auth_shutdown();
     uv_loop_close(s.main);
     LOG_INFO("stopped", "%s", "");

@@ -35,6 +35,11 @@ void edge_register_routes(const config_t *cfg)
     http_route("GET,POST,DELETE", "/api/v1/keys/", true, keys_api_item);
     http_route("POST", "/auth/token", false, token_issue);
     http_route("POST", "/api/v1/tokens/revoke", false, token_revoke);
+    http_route("GET", "/api/v1/messages", false, pull_messages);
+    http_route("POST", "/api/v1/messages/ack", false, pull_ack);
+    http_route("GET", "/api/v1/messages/stats", false, pull_stats);
+    http_route("PUT", "/api/v1/messages/consumer", false, pull_configure);
+    http_route("POST", "/api/v1/messages/replay", false, pull_replay);
     http_route("GET,HEAD", "/health", false, status_health);
     http_route("GET", "/metrics", false, metrics_handle);
 }

@@ -74,5 +74,11 @@ void keys_api_collection(http_req_t *r);
 void keys_api_item(http_req_t *r);
 void token_issue(http_req_t *r);
 void token_revoke(http_req_t *r);
+/* Pull API (edge/pull.c) over durable consumers (hub/consumer.h) */
+void pull_messages(http_req_t *r);
+void pull_ack(http_req_t *r);
+void pull_stats(http_req_t *r);
+void pull_configure(http_req_t *r);
+void pull_replay(http_req_t *r);
 
 #endif

@@ -110,6 +110,15 @@ static const opt_t opts[] = {
       0, "default max bytes per stream (0 = unlimited)"),
     I("webhook.max_depth", "SWITCHBOARD_WEBHOOK_MAX_DEPTH", webhook_max_depth, 1,
       SUBJ_MAX_TOKENS - 2, 8, "path segments after /webhook/{source}/"),
+    /* pull API (docs/PULL.md) */
+    I("pull.ack_wait_ms", "SWITCHBOARD_PULL_ACK_WAIT_MS", pull_ack_wait_ms, 100, DAY, 30 * SEC,
+      "a pulled message not acked within this is delivered again"),
+    I("pull.max_deliver", "SWITCHBOARD_PULL_MAX_DELIVER", pull_max_deliver, 1, 1000, 5,
+      "deliveries of a pulled message before it is parked"),
+    I("pull.max_limit", "SWITCHBOARD_PULL_MAX_LIMIT", pull_max_limit, 1, 1000, 100,
+      "most messages one pull may ask for (limit=)"),
+    I("pull.max_ack_pending", "SWITCHBOARD_PULL_MAX_ACK_PENDING", pull_max_ack_pending, 1,
+      10000, 1000, "unacked messages per consumer before pulls return no new ones"),
     /* access control (docs/AUTH.md) */
     S("auth.bootstrap_tenant", "SWITCHBOARD_BOOTSTRAP_TENANT", bootstrap_tenant, "default",
       "tenant of the admin key created on first start"),

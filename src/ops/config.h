@@ -68,6 +68,11 @@ typedef struct config {
     int64_t default_max_bytes;
     /* webhooks */
     int64_t webhook_max_depth;     /* path segments after the source */
+    /* pull API (docs/PULL.md) */
+    int64_t pull_ack_wait_ms;      /* redelivery after this without an ack */
+    int64_t pull_max_deliver;      /* deliveries before a message is parked */
+    int64_t pull_max_limit;        /* most messages per pull */
+    int64_t pull_max_ack_pending;  /* unacked messages per consumer */
     /* access control */
     char *bootstrap_tenant;
     char *admin_key_file;          /* "" = {data_dir}/admin.key */
