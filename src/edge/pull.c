@@ -163,29 +163,48 @@ static bool may_read(const principal_t *p, const consumer_t *c)
     return c->subjects.n > 0;
 }
 
-/* The caller's consumer, created over its history patterns when new; lock
- * held. NULL with *status 403 (no history permission) or 503. */
+/* The owner's history patterns as the consumer's filter subjects. */
+static int follow_history(const principal_t *p, consumer_t *c)
+{
+    const char *pats[PERM_LIST_MAX];
+    size_t n = p->perm.history.n < PERM_LIST_MAX ? p->perm.history.n : PERM_LIST_MAX;
+    bool same = n == c->subjects.n;
+
+    for (size_t i = 0; i < n; i++) {
+        pats[i] = p->perm.history.v[i].s;
+        same = same && strcmp(pats[i], c->subjects.v[i]) == 0;
+    }
+    c->follows = true;
+    return same ? 0 : cons_list_set(&c->subjects, pats, n);
+}
+
+/*
+ * The caller's consumer, created over its history patterns when new; lock
+ * held. A consumer created so keeps following those patterns: a GitHub
+ * user who gains or loses a repository sees it here at the next pull.
+ * One configured with explicit filterSubjects keeps them, but wanted()
+ * still drops every message its owner may no longer read. NULL with
+ * *status 403 (no history permission) or 503.
+ */
 static consumer_t *own_consumer(const principal_t *p, int *status)
 {
     char name[CONS_NAME_MAX + 1];
-    const char *pats[PERM_LIST_MAX];
     consumer_t *c;
-    size_t n = p->perm.history.n < PERM_LIST_MAX ? p->perm.history.n : PERM_LIST_MAX;
 
     consumer_name(p, name);
     c = cons_get(p->tenant, name);
-    if (c) {
-        *status = may_read(p, c) ? 0 : 403;
-        return *status ? NULL : c;
-    }
     *status = 403;
-    if (n == 0)
+    if (p->perm.history.n == 0)
         return NULL;
     *status = 503;
-    for (size_t i = 0; i < n; i++)
-        pats[i] = p->perm.history.v[i].s;
+    if (c) {
+        if (c->follows && follow_history(p, c))
+            return NULL;
+        *status = 0;
+        return c;
+    }
     c = cons_new(p->tenant, name);
-    if (!c || cons_list_set(&c->subjects, pats, n)) {
+    if (!c || follow_history(p, c)) {
         cons_free(c);
         return NULL;
     }
@@ -323,7 +342,8 @@ static bool wanted(const pull_t *pl, const msg_t *m)
     size_t elen = m->event ? strlen(m->event) : 0;
     bool ev = c->events.n == 0;
 
-    if (!principal_event_allowed(pl->p, m->event, elen))
+    if (!principal_can_history(pl->p, m->subject, strlen(m->subject)) ||
+        !principal_event_allowed(pl->p, m->event, elen))
         return false;
     for (size_t i = 0; !ev && m->event && i < c->events.n; i++)
         ev = perm_event_match(c->events.v[i], strlen(c->events.v[i]), m->event, elen);
@@ -843,15 +863,9 @@ void pull_configure(http_req_t *r)
     }
     if (ss)
         start_seq = (uint64_t)json_integer_value(ss) - 1;
-    if (!json_object_get(root, "filterSubjects")) {
-        const char *pats[PERM_LIST_MAX];
-        size_t n = p->perm.history.n < PERM_LIST_MAX ? p->perm.history.n : PERM_LIST_MAX;
-        for (size_t i = 0; i < n; i++)
-            pats[i] = p->perm.history.v[i].s;
-        if (cons_list_set(&pl->fresh->subjects, pats, n)) {
-            http_error(r, 503, "unavailable", "out of memory");
-            goto out;
-        }
+    if (!json_object_get(root, "filterSubjects") && follow_history(p, pl->fresh)) {
+        http_error(r, 503, "unavailable", "out of memory");
+        goto out;
     }
     if (!may_read(p, pl->fresh)) {
         auth_client_ip(r, ip);

@@ -247,6 +247,7 @@ json_t *cons_to_json(const consumer_t *c)
     for (size_t i = 0; !rc && i < c->nparked; i++)
         rc = json_array_append_new(parked, json_integer((json_int_t)c->parked[i]));
     rc = rc || json_object_set_new(j, "subjects", list_json(&c->subjects)) ||
+         json_object_set_new(j, "follows", json_boolean(c->follows)) ||
          json_object_set_new(j, "events", list_json(&c->events)) ||
          json_object_set_new(j, "branches", list_json(&c->branches)) ||
          json_object_set_new(j, "last_seq", json_integer((json_int_t)c->last_seq)) ||
@@ -309,6 +310,7 @@ consumer_t *cons_from_json(const char *tenant, const char *name, const json_t *j
 
     if (!c || !json_is_object(j))
         goto fail;
+    c->follows = json_is_true(json_object_get(j, "follows"));
     if (list_from_json(&c->subjects, json_object_get(j, "subjects")) || c->subjects.n == 0 ||
         list_from_json(&c->events, json_object_get(j, "events")) ||
         list_from_json(&c->branches, json_object_get(j, "branches")) ||

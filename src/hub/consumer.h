@@ -58,6 +58,8 @@ typedef struct consumer {
     char tenant[CONS_TENANT_MAX + 1];
     char name[CONS_NAME_MAX + 1];
     cons_list_t subjects;          /* filter subjects (store patterns) */
+    bool follows;                  /* subjects follow the owner's history
+                                      permission (none were asked for) */
     cons_list_t events;            /* event patterns; empty = all */
     cons_list_t branches;          /* full refs "refs/heads/x"; empty = all */
     uint64_t last_seq;

@@ -148,11 +148,13 @@ static void test_json_roundtrip(void **st)
     assert_int_equal(cons_ack(c, 7), 0);
     assert_int_equal(cons_redeliver(c, 0, 500, 5), 1);
     c->last_seq = 20;
+    c->follows = true;
     j = cons_to_json(c);
     assert_non_null(j);
     d = cons_from_json("default", "key_abc", j);
     assert_non_null(d);
     assert_int_equal(d->last_seq, 20);
+    assert_true(d->follows);
     assert_int_equal(d->delivered, 3);
     assert_int_equal(d->ack_floor, 1);
     assert_int_equal(d->npending, 1);
