@@ -150,9 +150,14 @@ static void persist_then_answer(pull_t *pl)
 
 /* --- identity and creation ---------------------------------------------- */
 
+/* key_<id> for keys; user_<sub> for tokens, whose sub may already be a
+ * user name (GitHub logins are "user_<n>": their consumer is that name). */
 static void consumer_name(const principal_t *p, char *out)
 {
-    cons_name(p->kind == PRINCIPAL_JWT ? "user_" : "key_", p->id, p->id_len, out);
+    bool jwt = p->kind == PRINCIPAL_JWT;
+    bool named = jwt && p->id_len > 5 && memcmp(p->id, "user_", 5) == 0;
+
+    cons_name(named ? "" : jwt ? "user_" : "key_", p->id, p->id_len, out);
 }
 
 static bool may_read(const principal_t *p, const consumer_t *c)
