@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,8 @@
 #define AUTH_SECRET_BYTES 32
 #define AUTH_SECRET_KEY "jwt_secret"
 #define AUTH_ENDPOINT_MAX 96
+#define AUTH_LOG_REFUSALS_PER_S 50.0   /* refusal log lines, sustained */
+#define AUTH_LOG_REFUSALS_BURST 200
 
 static struct {
     const config_t *cfg;
@@ -125,14 +128,26 @@ static const char *outcome_name(int metric)
 static void audit(const auth_outcome_t *o, const char *who, const char *tenant, const char *ip,
                   const char *endpoint)
 {
+    static atomic_uint_fast64_t suppressed;
     const char *name = outcome_name(o->metric);
     int level = o->status ? LOG_LEVEL_WARN : LOG_LEVEL_INFO;
+    uint64_t skipped;
 
     METRIC_INC(auth[o->metric]);
-    LOG_AT(level, "auth", "\"outcome\":\"%s\",\"reason\":\"%s\",\"key\":\"%s\",\"tenant\":\"%s\","
-           "\"ip\":\"%s\",\"endpoint\":\"%s\"", name, log_str(o->reason ? o->reason : "", (size_t)-1),
-           log_str(who ? who : "", (size_t)-1), log_str(tenant ? tenant : "", (size_t)-1),
-           log_str(ip, (size_t)-1), log_str(endpoint, (size_t)-1));
+    /* A flood of refusals must not become a flood of log lines: past a
+     * budget they are only counted (the metric above has them all) and the
+     * next line that is written says how many were left out. */
+    if (o->status && !rl_take(A.rl, "log:refusals", 12, AUTH_LOG_REFUSALS_PER_S,
+                              AUTH_LOG_REFUSALS_BURST, clock_mono_ms(), NULL)) {
+        atomic_fetch_add_explicit(&suppressed, 1, memory_order_relaxed);
+    } else {
+        skipped = atomic_exchange_explicit(&suppressed, 0, memory_order_relaxed);
+        LOG_AT(level, "auth", "\"outcome\":\"%s\",\"reason\":\"%s\",\"key\":\"%s\","
+               "\"tenant\":\"%s\",\"ip\":\"%s\",\"endpoint\":\"%s\",\"suppressed\":%" PRIu64,
+               name, log_str(o->reason ? o->reason : "", (size_t)-1),
+               log_str(who ? who : "", (size_t)-1), log_str(tenant ? tenant : "", (size_t)-1),
+               log_str(ip, (size_t)-1), log_str(endpoint, (size_t)-1), skipped);
+    }
     if (who && *who && A.keys)
         keys_record_use(A.keys, who, strlen(who), clock_now_ms(), ip, endpoint, name);
 }

@@ -29,9 +29,12 @@
  *
  * Audit. Every attempt is logged once, one JSON line: outcome, reason,
  * key (id or JWT sub), tenant, ip, endpoint; refusals at warn, successes
- * at info. Secrets, keys and tokens never appear, and neither does the
- * query string. Every outcome is counted (switchboard_auth_total), and an
- * attempt with a known key id is appended to that key's usage log.
+ * at info. Refusals beyond a budget (50 lines a second, bursts of 200) are
+ * counted instead, and the next line says how many ("suppressed"), so a
+ * flood cannot fill the disk. Secrets, keys and tokens never appear, and
+ * neither does the query string. Every outcome is counted
+ * (switchboard_auth_total), and an attempt with a known key id is
+ * appended to that key's usage log.
  *
  * Threads: everything here may be called from any loop thread after
  * auth_init and before auth_shutdown.
