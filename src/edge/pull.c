@@ -168,19 +168,27 @@ static bool may_read(const principal_t *p, const consumer_t *c)
     return c->subjects.n > 0;
 }
 
-/* The owner's history patterns as the consumer's filter subjects. */
+/* The owner's history patterns (the first CONS_FILTER_MAX) as the
+ * consumer's filter subjects. */
 static int follow_history(const principal_t *p, consumer_t *c)
 {
-    const char *pats[PERM_LIST_MAX];
-    size_t n = p->perm.history.n < PERM_LIST_MAX ? p->perm.history.n : PERM_LIST_MAX;
+    size_t n = p->perm.history.n < CONS_FILTER_MAX ? p->perm.history.n : CONS_FILTER_MAX;
+    const char **pats;
     bool same = n == c->subjects.n;
+    int rc;
 
-    for (size_t i = 0; i < n; i++) {
-        pats[i] = p->perm.history.v[i].s;
-        same = same && strcmp(pats[i], c->subjects.v[i]) == 0;
-    }
+    for (size_t i = 0; same && i < n; i++)
+        same = strcmp(p->perm.history.v[i].s, c->subjects.v[i]) == 0;
     c->follows = true;
-    return same ? 0 : cons_list_set(&c->subjects, pats, n);
+    if (same)
+        return 0;
+    if (!(pats = malloc((n ? n : 1) * sizeof *pats)))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        pats[i] = p->perm.history.v[i].s;
+    rc = cons_list_set(&c->subjects, pats, n);
+    free(pats);
+    return rc;
 }
 
 /*

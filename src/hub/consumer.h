@@ -38,7 +38,8 @@
 #define CONS_NS "consumers"
 #define CONS_NAME_MAX 64           /* bytes of [A-Za-z0-9_-] */
 #define CONS_TENANT_MAX 64
-#define CONS_FILTER_MAX 64         /* entries in each filter list */
+#define CONS_FILTER_MAX 1024       /* entries in each filter list: a GitHub
+                                      user's readable repositories */
 #define CONS_PARKED_MAX 1000       /* parked sequences remembered */
 #define CONS_PENDING_MAX 100000    /* hard cap of pending entries */
 
