@@ -284,6 +284,12 @@ int serve_main(int argc, char **argv)
         rc = 2;      /* a configuration problem, as config_load's */
         goto out;
     }
+    if (github_oauth_init(&s.cfg, s.store, err, sizeof err)) {
+        LOG_ERROR("cannot set up GitHub login", "\"error\":\"%s\"", log_str(err, (size_t)-1));
+        auth_shutdown();
+        rc = 2;
+        goto out;
+    }
     if (cons_init(s.store, err, sizeof err)) {
         LOG_ERROR("cannot load the consumers", "\"error\":\"%s\"", log_str(err, (size_t)-1));
         goto out;
@@ -312,6 +318,7 @@ int serve_main(int argc, char **argv)
     }
     webhook_shutdown();
     cons_shutdown();
+    github_oauth_shutdown();
     auth_shutdown();
     uv_loop_close(s.main);
     LOG_INFO("stopped", "%s", "");

@@ -34,6 +34,7 @@
 
 #include "auth/cidr.h"
 #include "auth/ratelimit.h"
+#include "auth/users.h"
 #include "core/base64.h"
 #include "core/clock.h"
 #include "core/errmsg.h"
@@ -202,6 +203,18 @@ bool auth_rate(const principal_t *p, const char *ip, auth_outcome_t *out)
     return false;
 }
 
+bool auth_ip_rate(const char *ip, const char *endpoint, auth_outcome_t *out)
+{
+    uint64_t retry = 0;
+
+    outcome(out, 0, MA_OK, NULL, NULL, NULL);
+    if (take("ip", ip, NULL, (double)A.cfg->ip_rate, (uint32_t)A.cfg->ip_burst, &retry))
+        return true;
+    refuse_rate(out, retry, "client IP rate limit");
+    audit(out, NULL, NULL, ip, endpoint);
+    return false;
+}
+
 /* --- credentials ------------------------------------------------------------- */
 
 static bool is_jwt(const char *s, size_t len)
@@ -231,6 +244,28 @@ static principal_t *check_key(const char *cred, size_t len, const char *ip, auth
     return p;
 }
 
+/*
+ * A token whose sub is a GitHub user id ("user_<n>", auth/users.h) acts
+ * with the permissions of that user's readable repositories, read now,
+ * not with the token's own claims. Only our own tokens may name a user:
+ * an external issuer's "user_<n>" is refused while GitHub login is on.
+ */
+static principal_t *as_user(principal_t *p, const char *cred, size_t len, auth_outcome_t *out)
+{
+    principal_t *u;
+    bool own;
+
+    if (!users_enabled() || !users_is_user_id(p->id, p->id_len))
+        return p;
+    own = tokens_own(cred, len);
+    u = own ? users_principal(p, clock_now_ms()) : NULL;
+    if (!u)
+        refuse_invalid(out, MA_INVALID_TOKEN, own ? "unknown GitHub user"
+                                                  : "external token names a GitHub user id");
+    principal_unref(p);
+    return u;
+}
+
 /* A token minted by a key is held to the key's IP allowlist too. */
 static principal_t *check_token(const char *cred, size_t len, const char *ip,
                                 auth_outcome_t *out)
@@ -248,7 +283,7 @@ static principal_t *check_token(const char *cred, size_t len, const char *ip,
         principal_unref(p);
         p = NULL;
     }
-    return p;
+    return p ? as_user(p, cred, len, out) : NULL;
 }
 
 principal_t *auth_check(const char *cred, size_t len, const char *ip, const char *endpoint,
@@ -397,6 +432,8 @@ bool auth_still_valid(const principal_t *p, int64_t now_ms)
     if (p->kind == PRINCIPAL_JWT && p->jti[0] &&
         tokens_revoked(A.tokens, p->jti, strlen(p->jti), now_ms))
         return false;                  /* POST /api/v1/tokens/revoke */
+    if (p->kind == PRINCIPAL_JWT && users_enabled() && users_is_user_id(p->id, p->id_len))
+        return users_still_valid(p, now_ms);  /* repositories still readable */
     st = keys_status(A.keys, p->id, p->id_len, now_ms);
     if (p->kind != PRINCIPAL_JWT)
         return st == KEYS_AUTH_OK;
@@ -682,10 +719,12 @@ static int token_secret(secret_load_t *s, char *err, size_t errlen)
     return 0;
 }
 
+/* The minter of an own token may still act: a live API key, or a GitHub
+ * user that exists (auth/users.h). */
 static bool key_alive(void *ctx, const char *id, size_t len, int64_t now_ms)
 {
     keys_auth_t st = keys_status(A.keys, id, len, now_ms);
-    return st == KEYS_AUTH_OK;
+    return st == KEYS_AUTH_OK || (users_enabled() && users_alive(id, len));
 }
 
 static const char *opt_str(const char *s) { return s && *s ? s : NULL; }

@@ -150,6 +150,11 @@ int auth_lease_acquire(auth_lease_t *l, principal_t *p, const char *ip,
                        const char *endpoint, auth_outcome_t *out);
 void auth_lease_release(auth_lease_t *l);
 
+/* Step 1 of auth_check alone (the per-IP rate, auth.ip_rate), for
+ * requests that carry no credential by design (the GitHub login). True
+ * when allowed; else out says 429 (counted and logged for endpoint). */
+bool auth_ip_rate(const char *ip, const char *endpoint, auth_outcome_t *out);
+
 /* Whether ip may use the admin API (auth.admin_allow). */
 bool auth_admin_ip_allowed(const char *ip);
 

@@ -304,6 +304,13 @@ static bool tokens__jti(const json_t *v, const char **s, size_t *len)
     return *len > 0 && *len <= TOKENS_JTI_MAX;
 }
 
+bool tokens_own(const char *token, size_t len)
+{
+    bool own = false, has_kid = false;
+
+    return tokens__kid(token, len, &own, &has_kid) == JWT_OK && own;
+}
+
 int tokens_peek(const char *token, size_t len,
                 char jti_out[TOKENS_JTI_MAX + 1], int64_t *exp_ms_out)
 {

@@ -130,6 +130,11 @@ int tokens_revoke(tokens_t *t, const char *jti, size_t len, int64_t exp_ms);
 bool tokens_revoked(tokens_t *t, const char *jti, size_t len,
                     int64_t now_ms);
 
+/* Whether token's header names the own key (kid "sb1"): which verifier
+ * tokens_verify uses. Unverified: only meaningful after tokens_verify
+ * accepted the token. */
+bool tokens_own(const char *token, size_t len);
+
 /* Reads the jti and exp claims of a token without verifying it (for an
  * admin revoking a token they hold). 0, or -1 when unreadable. */
 int tokens_peek(const char *token, size_t len,

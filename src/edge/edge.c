@@ -35,6 +35,8 @@ void edge_register_routes(const config_t *cfg)
     http_route("GET,POST,DELETE", "/api/v1/keys/", true, keys_api_item);
     http_route("POST", "/auth/token", false, token_issue);
     http_route("POST", "/api/v1/tokens/revoke", false, token_revoke);
+    http_route("GET", "/api/v1/auth/github", false, github_oauth_start);
+    http_route("GET", "/api/v1/auth/github/callback", false, github_oauth_callback);
     http_route("GET", "/api/v1/messages", false, pull_messages);
     http_route("POST", "/api/v1/messages/ack", false, pull_ack);
     http_route("GET", "/api/v1/messages/stats", false, pull_stats);

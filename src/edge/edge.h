@@ -16,6 +16,7 @@
 #include "http/server.h"
 #include "hub/hub.h"
 #include "ops/config.h"
+#include "store/store.h"
 
 /* The tenant of webhook sources that name none. */
 #define EDGE_DEFAULT_TENANT "default"
@@ -74,6 +75,15 @@ void keys_api_collection(http_req_t *r);
 void keys_api_item(http_req_t *r);
 void token_issue(http_req_t *r);
 void token_revoke(http_req_t *r);
+
+/* GitHub login (edge/github_oauth.c). github_oauth_init, after auth_init
+ * and before serving: off (0) without github.client_id; else sets up the
+ * user registry (auth/users.h) from store; -1 with err. */
+int github_oauth_init(const config_t *cfg, store_t *store, char *err, size_t errlen);
+void github_oauth_shutdown(void);
+void github_oauth_start(http_req_t *r);
+void github_oauth_callback(http_req_t *r);
+
 /* Pull API (edge/pull.c) over durable consumers (hub/consumer.h) */
 void pull_messages(http_req_t *r);
 void pull_ack(http_req_t *r);

@@ -26,6 +26,7 @@
 #include <openssl/crypto.h>
 
 #include "auth/principal.h"
+#include "auth/seal.h"
 #include "auth/sig.h"
 #include "core/errmsg.h"
 #include "core/subject.h"
@@ -172,6 +173,25 @@ static const opt_t opts[] = {
       "external issuer: required \"aud\" (empty = not checked)"),
     S("auth.jwt_tenant", "SWITCHBOARD_JWT_TENANT", jwt_tenant, "default",
       "tenant of external tokens that name none"),
+    /* GitHub login (docs/GITHUB.md) */
+    S("github.client_id", "GITHUB_CLIENT_ID", github_client_id, "",
+      "GitHub OAuth app client id (empty = GitHub login off)"),
+    S("github.client_secret", "GITHUB_CLIENT_SECRET", github_client_secret, "",
+      "GitHub OAuth app client secret"),
+    S("github.oauth_url", "SWITCHBOARD_GITHUB_OAUTH_URL", github_oauth_url, "https://github.com",
+      "base URL of GitHub's OAuth pages (authorize, access_token)"),
+    S("github.api_url", "SWITCHBOARD_GITHUB_API_URL", github_api_url, "https://api.github.com",
+      "base URL of GitHub's REST API"),
+    S("github.redirect_url", "SWITCHBOARD_GITHUB_REDIRECT_URL", github_redirect_url, "",
+      "OAuth callback URL (empty = http://{Host}/api/v1/auth/github/callback)"),
+    S("github.token_key", "SWITCHBOARD_TOKEN_KEY", github_token_key, "",
+      "key sealing stored GitHub tokens (AES-256-GCM): 64 hex digits or base64 of 32 bytes"),
+    I("github.repos_ttl_ms", "SWITCHBOARD_GITHUB_REPOS_TTL_MS", github_repos_ttl_ms, 1 * SEC, DAY,
+      600 * SEC, "how long a user's repository list grants access before it is read again"),
+    S("github.tenant", "SWITCHBOARD_GITHUB_TENANT", github_tenant, "default",
+      "tenant of GitHub users"),
+    S("github.scope", "SWITCHBOARD_GITHUB_SCOPE", github_scope, "read:user user:email repo",
+      "OAuth scopes asked for"),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -702,6 +722,17 @@ static int load_flags(config_t *c, int argc, char **argv, char *err, size_t errl
     return 0;
 }
 
+/* Whether text is a usable sealing key (auth/seal.h); the parsed key is
+ * wiped at once: auth/users.c parses it again when it needs it. */
+static bool github_key_ok(const char *text)
+{
+    unsigned char key[SEAL_KEY_LEN];
+    bool ok = seal_key_parse(text, strlen(text), key) == 0;
+
+    OPENSSL_cleanse(key, sizeof key);
+    return ok;
+}
+
 static int check(config_t *c, char *err, size_t errlen)
 {
     if (log_level_parse(c->log_level) < 0) {
@@ -714,6 +745,11 @@ static int check(config_t *c, char *err, size_t errlen)
     }
     if (strcmp(c->fsync, "full") && strcmp(c->fsync, "normal")) {
         errmsg(err, errlen, "store.fsync must be \"full\" or \"normal\"");
+        return -1;
+    }
+    if (*c->github_client_id && !github_key_ok(c->github_token_key)) {
+        errmsg(err, errlen, "github.token_key (SWITCHBOARD_TOKEN_KEY) is required with "
+               "github.client_id: 32 bytes as 64 hex digits or base64");
         return -1;
     }
     return 0;
@@ -769,6 +805,8 @@ void config_free(config_t *c)
     for (size_t i = 0; i < NOPTS; i++)
         if (opts[i].type == OPT_STR) {
             char **slot = (char **)(void *)((char *)c + opts[i].off);
+            if (*slot)
+                OPENSSL_cleanse(*slot, strlen(*slot));   /* secrets among them */
             free(*slot);
             *slot = NULL;
         }

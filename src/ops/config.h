@@ -97,6 +97,16 @@ typedef struct config {
     char *jwt_issuer;
     char *jwt_audience;
     char *jwt_tenant;
+    /* GitHub login (docs/GITHUB.md) */
+    char *github_client_id;        /* "" = off */
+    char *github_client_secret;
+    char *github_oauth_url;
+    char *github_api_url;
+    char *github_redirect_url;     /* "" = from the Host header */
+    char *github_token_key;        /* sealing key text (auth/seal.h) */
+    int64_t github_repos_ttl_ms;
+    char *github_tenant;
+    char *github_scope;
     store_stream_cfg_t *streams;
     size_t nstreams;
     config_source_t *sources;
