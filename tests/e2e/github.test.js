@@ -1,88 +1,19 @@
-// GitHub login (docs/GITHUB.md) against a fake GitHub written here: the
+// GitHub login (docs/GITHUB.md) against a fake GitHub: the
 // OAuth redirect and its CSRF state cookie, the callback's refusals, user
 // creation and update, permission filtering for two users with
 // overlapping repositories (SSE live + replay, and the pull API), loss of
 // access after the repository TTL, the sealed token (never in the
 // database files), no secret in the logs, and "not configured".
+// The fake GitHub is in lib/fake_github.js.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHmac } from 'node:crypto';
 import { Server, postWebhook, waitFor, sleep } from './lib/server.js';
 import { readEvents } from './lib/readback.js';
 import { openSse } from './lib/clients.js';
-
-const CLIENT_ID = 'Iv1.fakeclientid';
-const CLIENT_SECRET = 'fake-client-secret-0123456789abcdef';
-const TOKEN_KEY = '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff';
-const repo = (full, pull = true) => ({ full_name: full, permissions: { admin: false, push: false, pull } });
-
-// --- the fake GitHub ---------------------------------------------------------
-
-function fakeGithub() {
-  const gh = {
-    // access token -> account; code -> access token
-    accounts: new Map(),
-    codes: new Map(),
-    tokenStatus: 200,        // status of /login/oauth/access_token
-    requests: [],
-    server: null,
-    url: null,
-  };
-  gh.account = (code, token, user, repos, emails = []) => {
-    gh.codes.set(code, token);
-    gh.accounts.set(token, { user, repos, emails, revoked: false });
-  };
-  gh.server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => { body += c; });
-    req.on('end', () => {
-      const u = new URL(req.url, 'http://x');
-      gh.requests.push({ method: req.method, path: u.pathname, query: u.search, headers: req.headers, body });
-      const send = (status, doc) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(doc));
-      };
-      if (u.pathname === '/login/oauth/access_token' && req.method === 'POST') {
-        const f = new URLSearchParams(body);
-        if (gh.tokenStatus !== 200) return send(gh.tokenStatus, { message: 'boom' });
-        if (f.get('client_id') !== CLIENT_ID || f.get('client_secret') !== CLIENT_SECRET) {
-          return send(200, { error: 'incorrect_client_credentials' });
-        }
-        const token = gh.codes.get(f.get('code'));
-        if (!token) return send(200, { error: 'bad_verification_code' });
-        return send(200, { access_token: token, token_type: 'bearer', scope: 'repo' });
-      }
-      const auth = /^Bearer (.+)$/.exec(req.headers.authorization || '');
-      const acct = auth && gh.accounts.get(auth[1]);
-      if (!acct || acct.revoked) return send(401, { message: 'Bad credentials' });
-      if (u.pathname === '/user') return send(200, acct.user);
-      if (u.pathname === '/user/emails') return send(200, acct.emails);
-      if (u.pathname === '/user/repos') {
-        const per = Number(u.searchParams.get('per_page'));
-        const page = Number(u.searchParams.get('page'));
-        return send(200, acct.repos.slice((page - 1) * per, page * per));
-      }
-      return send(404, { message: 'Not Found' });
-    });
-  });
-  return new Promise((resolve) => gh.server.listen(0, '127.0.0.1', () => {
-    gh.url = `http://127.0.0.1:${gh.server.address().port}`;
-    resolve(gh);
-  }));
-}
-
-function ghEnv(gh) {
-  return {
-    GITHUB_CLIENT_ID: CLIENT_ID,
-    GITHUB_CLIENT_SECRET: CLIENT_SECRET,
-    SWITCHBOARD_TOKEN_KEY: TOKEN_KEY,
-    SWITCHBOARD_GITHUB_OAUTH_URL: gh.url,
-    SWITCHBOARD_GITHUB_API_URL: gh.url,
-  };
-}
+import { fakeGithub, ghEnv, repo, CLIENT_ID, CLIENT_SECRET, TOKEN_KEY } from './lib/fake_github.js';
 
 // --- helpers -------------------------------------------------------------------
 
