@@ -6,12 +6,17 @@
  *                  [--pipeline D] [--pid SERVER_PID] [--label TEXT] [--tsv FILE]
  *   loadgen ingest --url http://127.0.0.1:PORT --conns C --seconds S
  *                  [--size B] [--pid SERVER_PID] [--label TEXT] [--tsv FILE]
+ *   either mode:   [--key CREDENTIAL]
  *
  * Defaults: --size 256 (bytes of the JSON payload, {"t":..,"n":..,"pad":..}),
  * --subject bench.fanout (not stored; a webhooks.* subject is), --publishers
- * 4, --pipeline 8. --pid names the server whose VmRSS and CPU are reported;
- * --tsv appends one result line for bench/run.sh's table. Exit status: 0
- * clean, 1 could not run, 2 ran but saw loss, failures or errors.
+ * 4, --pipeline 8. --key (or, when absent, the environment variable
+ * SWITCHBOARD_API_KEY) is an API key or a JWT sent as "Authorization:
+ * Bearer" on every request: publishes, ingest POSTs, the SSE GET and the
+ * WebSocket upgrade; without one the server answers 401. --pid names the
+ * server whose VmRSS and CPU are reported; --tsv appends one result line
+ * for bench/run.sh's table. Exit status: 0 clean, 1 could not run, 2 ran
+ * but saw loss, failures or errors.
  *
  * fanout: N WebSocket clients (GET /api/v1/ws + {"type":"subscribe"}) and M
  * SSE clients (GET /api/v1/stream?subject=) subscribe to one subject; once
@@ -50,6 +55,10 @@
  * several connections, which the server may serve on different loops.
  * The client shares the machine with the server, so both CPU times are
  * reported: a saturated client is visible in the output.
+ *
+ * The Authorization line is formatted once at start-up and copied into each
+ * request head, so authentication costs the client one memcpy per request
+ * and a benchmark with and without it differs only on the server side.
  *
  * Limits: IPv4 literal URLs only; SSE events must end in "\n\n" (what
  * Switchboard sends); fragmented WebSocket messages are counted, not parsed.
@@ -92,6 +101,10 @@
 #define SEEN_BITS 256
 #define DELIVERY_MARK "\"payload\":{\"t\":"
 #define INGEST_PATH "/webhook/bench/load/repo"
+#define CREDENTIAL_MAX 4096
+#define AUTH_LINE_MAX (CREDENTIAL_MAX + 32)
+#define REQ_HEAD_MAX (512 + AUTH_LINE_MAX)
+#define CREDENTIAL_ENV "SWITCHBOARD_API_KEY"
 
 /* ---------------------------------------------------------------------------
  * Clock and histogram
@@ -398,6 +411,7 @@ typedef struct opts {
     const char *subject;
     const char *label;
     const char *tsv;
+    const char *key;          /* credential, or NULL */
 } opts_t;
 
 static void usage(FILE *out)
@@ -408,7 +422,8 @@ static void usage(FILE *out)
             "                      [--pipeline D]\n"
             "                      [--pid SERVER_PID] [--label TEXT] [--tsv FILE]\n"
             "       loadgen ingest --url http://127.0.0.1:PORT --conns C --seconds S\n"
-            "                      [--size B] [--pid SERVER_PID] [--label TEXT] [--tsv FILE]\n");
+            "                      [--size B] [--pid SERVER_PID] [--label TEXT] [--tsv FILE]\n"
+            "       either mode: [--key CREDENTIAL] (default: $" CREDENTIAL_ENV ")\n");
 }
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -447,6 +462,20 @@ static int parse_url(opts_t *o, const char *url)
         return -1;
     o->port = (int)port;
     return 0;
+}
+
+/* A credential goes into a header line verbatim: visible ASCII only, so it
+ * can neither end the line nor the head. */
+static bool credential_ok(const char *k)
+{
+    size_t n = strnlen(k, CREDENTIAL_MAX + 1);
+
+    if (n == 0 || n > CREDENTIAL_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (k[i] <= ' ' || k[i] > '~')
+            return false;
+    return true;
 }
 
 static int parse_opts(opts_t *o, int argc, char **argv)
@@ -511,6 +540,8 @@ static int parse_opts(opts_t *o, int argc, char **argv)
             o->label = val;
         } else if (strcmp(name, "--tsv") == 0) {
             o->tsv = val;
+        } else if (strcmp(name, "--key") == 0) {
+            o->key = val;
         } else {
             fprintf(stderr, "loadgen: unknown option %s\n", name);
             return -1;
@@ -518,6 +549,13 @@ static int parse_opts(opts_t *o, int argc, char **argv)
     }
     if (!have_url || !o->seconds)
         return -1;
+    if (!o->key)
+        o->key = getenv(CREDENTIAL_ENV);
+    if (o->key && !credential_ok(o->key)) {
+        fprintf(stderr, "loadgen: the credential must be 1 to %u printable characters, "
+                        "no spaces\n", CREDENTIAL_MAX);
+        return -1;
+    }
     if (o->mode == MODE_FANOUT && (!o->rate || o->ws + o->sse == 0))
         return -1;
     if (o->mode == MODE_INGEST && !o->conns)
@@ -594,6 +632,8 @@ static struct {
     uint64_t connect_ns;
     char *pad;                 /* padding that sizes the payloads */
     size_t pad_len;
+    char auth[AUTH_LINE_MAX];  /* "Authorization: Bearer ...\r\n", or "" */
+    int auth_len;
     char first_error[160];
     stats_t s;
     bool interrupted;
@@ -780,7 +820,7 @@ static void base64(const unsigned char *in, size_t n, char *out)
 static int send_ws_upgrade(client_t *c)
 {
     unsigned char nonce[16], digest[SHA_DIGEST_LENGTH];
-    char key[25], both[64], req[512];
+    char key[25], both[64], req[REQ_HEAD_MAX];
     int n;
 
     RAND_bytes(nonce, sizeof nonce);
@@ -791,16 +831,18 @@ static int send_ws_upgrade(client_t *c)
     n = snprintf(req, sizeof req,
                  "GET /api/v1/ws HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n", g.o.host, g.o.port, key);
+                 "Sec-WebSocket-Version: 13\r\n%.*s\r\n", g.o.host, g.o.port, key,
+                 g.auth_len, g.auth);
     return send_copy(c, req, (size_t)n);
 }
 
 static int send_sse_request(client_t *c)
 {
-    char req[512];
+    char req[REQ_HEAD_MAX];
     int n = snprintf(req, sizeof req,
                      "GET /api/v1/stream?subject=%s HTTP/1.1\r\nHost: %s:%d\r\n"
-                     "Accept: text/event-stream\r\n\r\n", g.o.subject, g.o.host, g.o.port);
+                     "Accept: text/event-stream\r\n%.*s\r\n", g.o.subject, g.o.host, g.o.port,
+                     g.auth_len, g.auth);
 
     return send_copy(c, req, (size_t)n);
 }
@@ -810,7 +852,7 @@ static int send_sse_request(client_t *c)
 static int send_post(client_t *c, const char *path, const char *prefix, const char *suffix,
                      uint64_t t, uint64_t n)
 {
-    char head[512], body[320];
+    char head[REQ_HEAD_MAX], body[320];
     int hd = snprintf(body, sizeof body, "%s{\"t\":%" PRIu64 ",\"n\":%" PRIu64 ",\"pad\":\"",
                       prefix, t, n);
     size_t data_fixed = (size_t)hd - strlen(prefix) + 2;
@@ -818,8 +860,8 @@ static int send_post(client_t *c, const char *path, const char *prefix, const ch
     size_t blen = (size_t)hd + pad + 2 + strlen(suffix);
     int hh = snprintf(head, sizeof head,
                       "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                      "X-GitHub-Event: push\r\nContent-Length: %zu\r\n\r\n",
-                      path, g.o.host, g.o.port, blen);
+                      "X-GitHub-Event: push\r\nContent-Length: %zu\r\n%.*s\r\n",
+                      path, g.o.host, g.o.port, blen, g.auth_len, g.auth);
     wreq_t *w = wreq_new((size_t)hh + blen);
 
     if (!w) {
@@ -1123,7 +1165,9 @@ static long client_parse(client_t *c, const char *p, size_t n, uint64_t now)
                     return -1;
             } else if (c->kind == K_SSE) {
                 if (r.status != 200) {
-                    client_lost(c, "event stream refused");
+                    char why[64];
+                    snprintf(why, sizeof why, "event stream refused (status %d)", r.status);
+                    client_lost(c, why);
                     return -1;
                 }
                 became_ready(c);
@@ -1679,6 +1723,8 @@ static int setup(void)
         return -1;
     g.depth = g.o.mode == MODE_FANOUT ? (unsigned)g.o.pipeline : 1;
     memset(g.pad, 'x', g.pad_len);
+    if (g.o.key)
+        g.auth_len = snprintf(g.auth, sizeof g.auth, "Authorization: Bearer %s\r\n", g.o.key);
     for (size_t i = 0; i < g.nclients; i++) {
         client_t *c = &g.clients[i];
         c->in.limit = WS_FRAME_MAX + HTTP_HEAD_MAX;

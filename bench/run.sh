@@ -9,6 +9,16 @@
 # table; the full reports and the table are also written to
 # build/bench/last-run.txt.
 #
+# Every endpoint but /health needs a credential. A fresh data dir makes the
+# server create its bootstrap admin key in {data_dir}/admin.key; loadgen
+# gets it with --key (the key's own rate is unlimited). The "auth-cost"
+# cases then repeat one ingest load with three credentials, to show what
+# authentication costs per request: the admin API key, a JWT from
+# POST /auth/token, and an API key with a token bucket (a rate too high to
+# refuse anything, so only the bucket's bookkeeping is measured). The
+# server runs at its default log level (info), so every accepted request
+# also writes its audit line, as it would in production.
+#
 # Bounded: each loadgen run is under `timeout`, each server start and stop
 # has a deadline; the default matrix takes about three minutes.
 #   BENCH_SECONDS=N   seconds per case (default 10)
@@ -17,8 +27,9 @@
 #                     for other processes to use under 15 % of one core
 #   BENCH_SERVER=PATH the server binary (default build/release/switchboard);
 #                     a copy keeps a long run on one build while others rebuild
-#   BENCH_FILTER=RE   run only the cases whose "FSYNC ARGS..." match RE
-#                     (grep -E), e.g. BENCH_FILTER='normal ingest'
+#   BENCH_FILTER=RE   run only the cases whose "FSYNC ARGS... [auth-cost
+#                     cred=CRED]" match RE (grep -E), e.g.
+#                     BENCH_FILTER='normal ingest' or BENCH_FILTER=auth-cost
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,13 +70,13 @@ trap 'exit 130' INT TERM
 : > "$LOG"
 say() { echo "$@" | tee -a "$LOG"; }
 
-# start_server FSYNC: sets SERVER_PID and PORT, or fails.
+# start_server FSYNC: sets SERVER_PID, PORT and ADMIN_KEY, or fails.
 start_server() {
     local fsync=$1 dir
     dir=$(mktemp -d "$TMP/data.XXXX")
     # environment variables, not flags: their names are the stable interface
     SWITCHBOARD_FSYNC=$fsync SWITCHBOARD_MAX_CONNECTIONS=$MAX_CONNS \
-        "$SERVER" serve --port 0 --data-dir "$dir" 2> "$dir.log" &
+        "$SERVER" serve --port 0 --data-dir "$dir" > "$dir.out" 2> "$dir.log" &
     SERVER_PID=$!
     PORT=""
     for _ in $(seq 100); do
@@ -80,6 +91,46 @@ start_server() {
         return 1
     fi
     SERVER_LOG=$dir.log
+    # written before the listener opens (stdout, which shows it too, goes
+    # to $dir.out and is removed with $TMP)
+    ADMIN_KEY=$(cat "$dir/admin.key" 2>/dev/null || true)
+    if [ -z "$ADMIN_KEY" ]; then
+        say "server started without $dir/admin.key"
+        stop_server
+        return 1
+    fi
+}
+
+# api METHOD PATH [JSON]: one admin request to the running server; prints
+# the body, fails on a non-2xx answer or after 5 s.
+api() {
+    curl -fsS -m 5 -X "$1" -H "Authorization: Bearer $ADMIN_KEY" \
+         -H 'Content-Type: application/json' ${3:+--data "$3"} \
+         "http://127.0.0.1:$PORT$2"
+}
+
+# json_string NAME: the string field NAME of the JSON object on stdin; the
+# credentials asked for here are base64url or sb_..., never escaped.
+json_string() {
+    sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"
+}
+
+# credential CRED: sets KEY to the credential loadgen is to use:
+#   admin  the bootstrap API key (unlimited rate)
+#   jwt    an HS256 token minted from it by POST /auth/token
+#   rated  a new API key with a token bucket of 10^6/s, burst 10^6
+credential() {
+    local body
+    KEY=""
+    case $1 in
+    admin) KEY=$ADMIN_KEY ;;
+    jwt)   body=$(api POST /auth/token) && KEY=$(echo "$body" | json_string token) ;;
+    rated) body=$(api POST /api/v1/keys '{"name":"bench-rated","permissions":{"publish":[">"],
+               "subscribe":[">"],"history":[">"],"rate":{"per_second":1000000,"burst":1000000}}}') &&
+           KEY=$(echo "$body" | json_string key) ;;
+    *)     return 1 ;;
+    esac
+    [ -n "${KEY:-}" ]
 }
 
 # stop_server: SIGTERM, then at most 15 s (the server's grace is 10 s).
@@ -95,7 +146,7 @@ stop_server() {
     fi
     wait "$SERVER_PID" 2>/dev/null || true
     local problems
-    problems=$(grep '"level":"\(warn\|error\)"' "$SERVER_LOG" | grep -v 'no access control' || true)
+    problems=$(grep '"level":"\(warn\|error\)"' "$SERVER_LOG" | grep -v '"msg":"admin key created"' || true)
     if [ -n "$problems" ]; then
         say "  server log: $(echo "$problems" | wc -l) warning/error lines; the first 3:"
         echo "$problems" | head -3 | cut -c1-300 | sed 's/^/    /' | tee -a "$LOG"
@@ -121,21 +172,31 @@ wait_idle() {
     [ "$waited" -eq 0 ] || say "  (waited ${waited} s for an idle machine; others now use ${busy} %)"
 }
 
-# run_case FSYNC LOADGEN-ARGS...: one fresh server, one loadgen run.
+# run_case FSYNC LOADGEN-ARGS...: one fresh server, one loadgen run, with
+# the credential named by CRED (default admin; see credential). TAG, when
+# set, marks the case for BENCH_FILTER and the table.
 run_case() {
-    local fsync=$1 rc=0
+    local fsync=$1 cred=${CRED:-admin} label rc=0
     shift
-    if [ -n "${BENCH_FILTER:-}" ] && ! echo "$fsync $*" | grep -Eq -- "$BENCH_FILTER"; then
+    label="fsync=$fsync${TAG:+ $cred}"
+    if [ -n "${BENCH_FILTER:-}" ] &&
+       ! echo "$fsync $*${TAG:+ $TAG cred=$cred}" | grep -Eq -- "$BENCH_FILTER"; then
         return 0
     fi
     wait_idle
     start_server "$fsync" || return 0
+    if ! credential "$cred"; then
+        say "  could not get a $cred credential from the server"
+        stop_server
+        return 0
+    fi
     say ""
-    say "\$ loadgen $* --url http://127.0.0.1:$PORT --pid $SERVER_PID"
-    say "  (server SWITCHBOARD_FSYNC=$fsync; load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    say "\$ loadgen $* --key <$cred credential> --url http://127.0.0.1:$PORT --pid $SERVER_PID"
+    say "  (server SWITCHBOARD_FSYNC=$fsync; credential: $cred, ${#KEY} bytes;"\
+        "load average $(cut -d' ' -f1-3 /proc/loadavg))"
     timeout --signal=INT --kill-after=10 $((SECONDS_PER_CASE + 120)) \
-        "$LOADGEN" "$@" --url "http://127.0.0.1:$PORT" --pid "$SERVER_PID" \
-        --label "fsync=$fsync" --tsv "$TSV" 2>&1 | tee -a "$LOG" || rc=$?
+        "$LOADGEN" "$@" --key "$KEY" --url "http://127.0.0.1:$PORT" --pid "$SERVER_PID" \
+        --label "$label" --tsv "$TSV" 2>&1 | tee -a "$LOG" || rc=$?
     [ "$rc" -eq 0 ] || say "  (loadgen exit status $rc; 2 = loss, failures, errors or publishes not sent)"
     stop_server
 }
@@ -153,9 +214,18 @@ if [ "$IDLE_BUSY" -gt 20 ]; then
     say "WARNING: the machine is not idle; the numbers below are lower than this server can do."
 fi
 
+# auth_cost CONNS SECONDS: the same ingest load with each kind of credential
+auth_cost() {
+    local cred
+    for cred in admin jwt rated; do
+        CRED=$cred TAG=auth-cost run_case normal ingest --conns "$1" --seconds "$2"
+    done
+}
+
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     run_case full   ingest --conns 4 --seconds 2
     run_case normal fanout --ws 50 --sse 50 --rate 200 --seconds 2
+    auth_cost 4 2
 else
     # durable ingest: group commit with fsync per batch (full) or not (normal)
     run_case full   ingest --conns 16 --seconds "$S"
@@ -170,6 +240,8 @@ else
     # stored fan-out: every publish is a durable commit before it is sent
     run_case full   fanout --ws 1000 --sse 1000 --rate 100 --seconds "$S" \
                            --subject webhooks.bench.fanout
+    # what authentication costs per request: fsync normal keeps the disk out
+    auth_cost 16 "$S"
 fi
 
 # --- summary -------------------------------------------------------------------
@@ -178,11 +250,11 @@ fi
     echo "Summary (latency in ms; fanout latency is publish-due -> delivered, ingest is"
     echo "request -> 202; RSS/conn is the server's VmRSS growth per client connected;"
     echo "CPU is percent of one core over the run: server / loadgen / every other process)"
-    printf '%-6s %-12s %-38s %12s %8s %8s %8s %8s %8s %9s  %s\n' \
+    printf '%-6s %-18s %-38s %12s %8s %8s %8s %8s %8s %9s  %s\n' \
         mode fsync case "throughput/s" p50 p99 p99.9 max loss% "RSS/conn" "CPU srv/gen/other"
     awk -F'\t' '{
         rss = ($12 < 0) ? "-" : sprintf("%.1f KiB", $12)
-        printf "%-6s %-12s %-38s %12s %8.2f %8.2f %8.2f %8.2f %8.3f %9s  %d/%d/%d\n",
+        printf "%-6s %-18s %-38s %12s %8.2f %8.2f %8.2f %8.2f %8.3f %9s  %d/%d/%d\n",
                $1, $2, $3, $4, $5/1000, $6/1000, $7/1000, $8/1000, $11, rss, $13, $14, $15
     }' "$TSV"
 } | tee -a "$LOG"
