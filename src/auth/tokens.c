@@ -58,7 +58,7 @@
 #include "ops/log.h"
 
 #define TOKENS__JTI_BYTES 16
-#define TOKENS__PEM_MAX 65536
+#define TOKENS__FILE_MAX JWT_JWKS_MAX   /* bytes of a PEM or JWKS we read */
 #define TOKENS__FETCH_TIMEOUT_MS 5000L
 #define TOKENS__LEEWAY_MAX_MS 86400000
 #define TOKENS__EXP_MAX 253402300799.0     /* 9999-12-31T23:59:59Z */
@@ -428,7 +428,7 @@ static int tokens__load(tokens_t *t, jwt_keyset_t *ks, const char *path,
     buf_t b;
     int rc;
 
-    buf_init(&b, pem ? TOKENS__PEM_MAX : JWT_JWKS_MAX);
+    buf_init(&b, TOKENS__FILE_MAX);
     rc = path ? tokens__read_file(path, &b, why) : tokens__fetch(t, &b, why);
     if (rc == 0 && (pem ? jwt_keyset_add_pem(ks, NULL, b.len ? b.data : "",
                                              b.len, why)
