@@ -200,7 +200,7 @@ static bool gho_host_ok(const char *h, size_t len)
         return false;
     for (size_t i = 0; i < len; i++)
         if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') ||
-              (h[i] >= '0' && h[i] <= '9') || strchr(".-:[]", h[i])))
+              (h[i] >= '0' && h[i] <= '9') || (h[i] && strchr(".-:[]", h[i]))))
             return false;
     return true;
 }
