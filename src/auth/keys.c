@@ -567,9 +567,14 @@ int keys_bootstrap(keys_reg_t *reg, const char *tenant, size_t tenant_len,
 }
 
 /* The next updated_ms: now, but always past the previous one. */
+/* Later than the record's last change, within what keys_load accepts (a
+ * record at the very end of time keeps that time: keys_load lets an equal
+ * revoked record replace it). */
 static int64_t keys__next_update(const keys__st_t *st, int64_t now_ms)
 {
-    return now_ms > st->updated_ms ? now_ms : st->updated_ms + 1;
+    if (now_ms > st->updated_ms)
+        return now_ms;
+    return st->updated_ms < KEYS__MS_MAX ? st->updated_ms + 1 : KEYS__MS_MAX;
 }
 
 int keys_revoke(keys_reg_t *reg, const char *id, size_t id_len,

@@ -18,6 +18,9 @@
 #include "core/errmsg.h"
 #include "ops/log.h"
 
+#define CONS__COUNT_MAX (INT64_MAX / 2)   /* stored counters */
+#define CONS__MS_MAX 253402300799999ll    /* 9999-12-31: delivery times */
+
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static consumer_t **g_cons;
 static size_t g_ncons, g_capcons;
@@ -266,11 +269,14 @@ json_t *cons_to_json(const consumer_t *c)
     return j;
 }
 
-static bool get_u64(const json_t *j, const char *k, uint64_t *out)
+/* A sequence or counter of a stored record, 0..max. Counters stop at
+ * CONS__COUNT_MAX, far above anything reachable, so that counting on from
+ * a stored value never passes what the loader takes back. */
+static bool get_u64(const json_t *j, const char *k, json_int_t max, uint64_t *out)
 {
     json_t *v = json_object_get(j, k);
 
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max)
         return false;
     *out = (uint64_t)json_integer_value(v);
     return true;
@@ -285,7 +291,8 @@ static int pending_from_json(consumer_t *c, const json_t *a)
         return -1;
     for (size_t i = 0; i < n; i++) {
         if (json_unpack(json_array_get(a, i), "[IIII]", &f[0], &f[1], &f[2], &f[3]) ||
-            f[0] <= 0 || f[1] <= 0 || (uint64_t)f[1] > c->delivered || f[3] <= 0 ||
+            f[0] <= 0 || f[1] <= 0 || (uint64_t)f[1] > c->delivered ||
+            f[2] < 0 || f[2] > CONS__MS_MAX || f[3] <= 0 ||
             f[3] > UINT32_MAX || (i && (uint64_t)f[1] <= c->pending[i - 1].cseq))
             return -1;
         if (c->npending == c->cap) {
@@ -314,9 +321,11 @@ consumer_t *cons_from_json(const char *tenant, const char *name, const json_t *j
     if (list_from_json(&c->subjects, json_object_get(j, "subjects")) || c->subjects.n == 0 ||
         list_from_json(&c->events, json_object_get(j, "events")) ||
         list_from_json(&c->branches, json_object_get(j, "branches")) ||
-        !get_u64(j, "last_seq", &c->last_seq) || !get_u64(j, "delivered", &c->delivered) ||
-        !get_u64(j, "redelivered", &c->redelivered) || !get_u64(j, "expired", &c->expired) ||
-        !get_u64(j, "parked_total", &c->npark_total) ||
+        !get_u64(j, "last_seq", INT64_MAX, &c->last_seq) ||
+        !get_u64(j, "delivered", CONS__COUNT_MAX, &c->delivered) ||
+        !get_u64(j, "redelivered", CONS__COUNT_MAX, &c->redelivered) ||
+        !get_u64(j, "expired", CONS__COUNT_MAX, &c->expired) ||
+        !get_u64(j, "parked_total", CONS__COUNT_MAX, &c->npark_total) ||
         pending_from_json(c, json_object_get(j, "pending")) || !json_is_array(parked) ||
         json_array_size(parked) > CONS_PARKED_MAX)
         goto fail;
