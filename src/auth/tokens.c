@@ -30,6 +30,17 @@
  * the last sweep and some entry can have expired (min_exp): inserts stay
  * O(1) amortised and a full table of live ids costs nothing to refuse.
  *
+ * The cache of verified tokens is a set-associative table (TOKENS__WAYS
+ * entries per set, a power of two of sets, fixed at start: no growth, no
+ * rehash) keyed by the token's SHA-256 and length, so no token text is
+ * kept; the set is SipHash (random key) of the digest, digests are
+ * compared with CRYPTO_memcmp. A full set loses the entry that expires
+ * first. Sets are guarded by TOKENS__STRIPES mutexes; a hit copies the
+ * entry out under its stripe and re-checks it with no lock held. A key
+ * set swap bumps `gen` and then empties the table; a verification reads
+ * gen before it verifies and inserts only if gen is unchanged, so no
+ * token checked against a retired set survives the flush.
+ *
  * Nothing here logs a secret, a token or the JWKS URL (it may carry
  * credentials); reload failures are logged with the source and a
  * constant reason.
@@ -39,6 +50,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -47,6 +59,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "auth/jwt.h"
@@ -65,6 +78,8 @@
 #define TOKENS__SEG_MAX (JWT_MAX_TOKEN / 4 * 3 + 3)
 #define TOKENS__REV_BUCKETS 32768         /* <= 4 per chain at the cap */
 #define TOKENS__REV_SWEEP0 1024
+#define TOKENS__WAYS 4                    /* entries per cache set */
+#define TOKENS__STRIPES 64                /* cache locks, a power of two */
 
 _Static_assert(PRINCIPAL_TENANT_MAX == 64 && JWT_HS_MIN_SECRET == 32 &&
                JWT_HS_MAX_SECRET == 1024, "texts of tokens__check_cfg");
@@ -86,6 +101,40 @@ typedef struct tokens_revset {
     int64_t min_exp;            /* no entry expires before this */
     uint64_t k0, k1;
 } tokens_revset_t;
+
+/* The cache: sets of TOKENS__WAYS entries, set i guarded by stripe
+ * i % TOKENS__STRIPES; gen counts external key set swaps. */
+typedef struct tokens_centry {
+    unsigned char d[32];        /* SHA-256 of the token */
+    size_t len;                 /* of the token */
+    principal_t *p;             /* one reference; NULL = empty */
+    double exp_s, nbf_s;        /* claims; nbf -INFINITY when absent */
+    bool own;
+    uint8_t jti_len;            /* 0: no jti */
+    char jti[TOKENS_JTI_MAX];
+} tokens_centry_t;
+
+typedef struct tokens_ckey {
+    unsigned char d[32];
+    size_t len;
+    size_t set;
+} tokens_ckey_t;
+
+typedef struct tokens_cstripe {
+    pthread_mutex_t mu;
+    uint64_t hits, misses;
+    size_t n;                   /* entries held in this stripe's sets */
+} tokens_cstripe_t;
+
+typedef struct tokens_cache {
+    tokens_centry_t *e;         /* nsets * TOKENS__WAYS; NULL = no cache */
+    size_t nsets;               /* a power of two */
+    uint64_t k0, k1;            /* siphash key: digest -> set */
+    EVP_MD *sha256;
+    atomic_uint gen;
+    int stripes_made;
+    tokens_cstripe_t stripe[TOKENS__STRIPES];
+} tokens_cache_t;
 
 struct tokens {
     /* fixed after tokens_new */
@@ -117,6 +166,7 @@ struct tokens {
     pthread_t thread;
 
     tokens_revset_t rev;
+    tokens_cache_t cache;
     int sync;                   /* tokens__sync_init's progress */
 };
 
@@ -336,6 +386,288 @@ int tokens_peek(const char *token, size_t len,
     return rc;
 }
 
+/* ---- the cache of verified tokens --------------------------------------- */
+
+/* ms -> whole seconds, rounding down (also below zero). */
+static int64_t tokens__secs(int64_t ms)
+{
+    return ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+}
+
+static tokens_result_t tokens__from_jwt(jwt_err_t e, const char **why)
+{
+    *why = jwt_strerror(e);
+    switch (e) {
+    case JWT_OK: return TOKENS_OK;
+    case JWT_EMALFORMED:
+    case JWT_ETOOBIG: return TOKENS_EMALFORMED;
+    case JWT_EEXPIRED:
+    case JWT_ENOTYET: return TOKENS_EEXPIRED;
+    case JWT_ENOMEM: return TOKENS_ENOMEM;
+    default: return TOKENS_EINVALID;
+    }
+}
+
+/* What may have changed since a token verified: its jti revoked (any
+ * token), the key that minted it gone (own tokens; sub is its id). */
+static tokens_result_t tokens__check_live(tokens_t *t, const char *jti,
+                                          size_t jlen, bool own,
+                                          const char *sub, size_t sublen,
+                                          int64_t now_ms, const char **why)
+{
+    if (jti && tokens_revoked(t, jti, jlen, now_ms)) {
+        *why = "jti revoked";
+        return TOKENS_EREVOKED;
+    }
+    if (own && sub && t->key_alive &&
+        !t->key_alive(t->key_alive_ctx, sub, sublen, now_ms)) {
+        *why = "the key that issued this token is revoked or expired";
+        return TOKENS_EREVOKED;
+    }
+    return TOKENS_OK;
+}
+
+/* exp and nbf as jwt_verify compares them (jwt.c check_claims). */
+static jwt_err_t tokens__check_times(double exp_s, double nbf_s,
+                                     int64_t now_ms, int64_t leeway_s)
+{
+    double now = (double)tokens__secs(now_ms), leeway = (double)leeway_s;
+
+    if (!(now < exp_s + leeway))
+        return JWT_EEXPIRED;
+    if (now + leeway < nbf_s)
+        return JWT_ENOTYET;
+    return JWT_OK;
+}
+
+static int tokens__cache_init(tokens_cache_t *c, int entries)
+{
+    uint64_t k[2];
+    size_t want, i;
+
+    if (entries < 0)
+        return 0;
+    want = entries ? (size_t)entries : TOKENS_CACHE_DEFAULT;
+    c->nsets = 1;
+    while (c->nsets * TOKENS__WAYS < want)
+        c->nsets *= 2;
+    if (RAND_bytes((unsigned char *)k, sizeof(k)) != 1 ||
+        !(c->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)))
+        return -1;
+    c->k0 = k[0];
+    c->k1 = k[1];
+    for (; c->stripes_made < TOKENS__STRIPES; c->stripes_made++)
+        if (pthread_mutex_init(&c->stripe[c->stripes_made].mu, NULL))
+            return -1;
+    c->e = calloc(c->nsets * TOKENS__WAYS, sizeof(*c->e));
+    for (i = 0; c->e && i < c->nsets * TOKENS__WAYS; i++)
+        c->e[i].nbf_s = -INFINITY;
+    return c->e ? 0 : -1;
+}
+
+/* Empties entry e; the caller holds its stripe and unrefs the principal
+ * it gets back. */
+static principal_t *tokens__centry_clear(tokens_cstripe_t *s,
+                                         tokens_centry_t *e)
+{
+    principal_t *p = e->p;
+
+    if (p)
+        s->n--;
+    memset(e, 0, sizeof(*e));
+    e->nbf_s = -INFINITY;
+    return p;
+}
+
+/* Empties the cache; with bump, first makes every verification already
+ * under way unable to insert (a key set swap: see tokens__cache_put). */
+static void tokens__cache_flush(tokens_cache_t *c, bool bump)
+{
+    size_t i;
+
+    if (!c->e)
+        return;
+    if (bump)
+        atomic_fetch_add(&c->gen, 1);
+    for (i = 0; i < c->nsets * TOKENS__WAYS; i++) {
+        tokens_cstripe_t *s = &c->stripe[(i / TOKENS__WAYS) &
+                                         (TOKENS__STRIPES - 1)];
+
+        pthread_mutex_lock(&s->mu);
+        principal_unref(tokens__centry_clear(s, &c->e[i]));
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static void tokens__cache_free(tokens_cache_t *c)
+{
+    tokens__cache_flush(c, false);
+    free(c->e);
+    while (c->stripes_made > 0)
+        pthread_mutex_destroy(&c->stripe[--c->stripes_made].mu);
+    EVP_MD_free(c->sha256);
+}
+
+/* The lookup key of token: its SHA-256, its length, its set. -1 when
+ * hashing fails (then the cache is bypassed). */
+static int tokens__ckey(const tokens_cache_t *c, const char *token,
+                        size_t len, tokens_ckey_t *k)
+{
+    unsigned int n = 0;
+
+    if (!EVP_Digest(token, len, k->d, &n, c->sha256, NULL) ||
+        n != sizeof(k->d))
+        return -1;
+    k->len = len;
+    k->set = (size_t)siphash13(c->k0, c->k1, k->d, sizeof(k->d)) &
+             (c->nsets - 1);
+    return 0;
+}
+
+static tokens_cstripe_t *tokens__cstripe(tokens_cache_t *c,
+                                         const tokens_ckey_t *k)
+{
+    return &c->stripe[k->set & (TOKENS__STRIPES - 1)];
+}
+
+/* k's entry in its set, or NULL; the caller holds the stripe. Digests are
+ * compared in constant time. */
+static tokens_centry_t *tokens__cfind(tokens_cache_t *c,
+                                      const tokens_ckey_t *k)
+{
+    tokens_centry_t *set = &c->e[k->set * TOKENS__WAYS];
+    int i;
+
+    for (i = 0; i < TOKENS__WAYS; i++)
+        if (set[i].p && set[i].len == k->len &&
+            CRYPTO_memcmp(set[i].d, k->d, sizeof(k->d)) == 0)
+            return &set[i];
+    return NULL;
+}
+
+/* Forgets k (refused on a re-check), when it is still there. */
+static void tokens__cache_drop(tokens_cache_t *c, const tokens_ckey_t *k)
+{
+    tokens_cstripe_t *s = tokens__cstripe(c, k);
+    tokens_centry_t *e;
+    principal_t *p = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    if ((e = tokens__cfind(c, k)))
+        p = tokens__centry_clear(s, e);
+    pthread_mutex_unlock(&s->mu);
+    principal_unref(p);
+}
+
+/*
+ * Answers a verification from the cache: false on a miss. On a hit, the
+ * entry is copied out under the stripe lock and re-checked with none
+ * held (key_alive is the caller's code); *out is then a new reference,
+ * or NULL with *r and *why saying why it was refused (an entry that can
+ * never pass again is dropped).
+ */
+static bool tokens__cache_get(tokens_t *t, const tokens_ckey_t *k,
+                              int64_t now_ms, principal_t **out,
+                              tokens_result_t *r, const char **why)
+{
+    tokens_cache_t *c = &t->cache;
+    tokens_cstripe_t *s = tokens__cstripe(c, k);
+    tokens_centry_t *e, copy;
+    jwt_err_t je;
+
+    pthread_mutex_lock(&s->mu);
+    if ((e = tokens__cfind(c, k))) {
+        s->hits++;
+        copy = *e;
+        principal_ref(copy.p);
+    } else {
+        s->misses++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!e)
+        return false;
+    *out = copy.p;
+    *why = "ok";
+    *r = TOKENS_OK;
+    je = tokens__check_times(copy.exp_s, copy.nbf_s, now_ms, t->leeway_s);
+    if (je != JWT_OK)
+        *r = tokens__from_jwt(je, why);
+    else
+        *r = tokens__check_live(t, copy.jti_len ? copy.jti : NULL,
+                                copy.jti_len, copy.own, copy.p->id,
+                                copy.p->id_len, now_ms, why);
+    if (*r == TOKENS_OK)
+        return true;
+    principal_unref(*out);
+    *out = NULL;
+    if (je != JWT_ENOTYET)
+        tokens__cache_drop(c, k);
+    return true;
+}
+
+/*
+ * Remembers token k, verified with the key sets of generation gen (read
+ * before verifying), as p (one more reference taken) with the times and
+ * jti of its claims. Skipped when a swap has happened since gen. A full
+ * set loses the entry that expires first.
+ */
+static void tokens__cache_put(tokens_t *t, const tokens_ckey_t *k,
+                              unsigned gen, const json_t *claims, bool own,
+                              principal_t *p)
+{
+    tokens_cache_t *c = &t->cache;
+    tokens_cstripe_t *s = tokens__cstripe(c, k);
+    tokens_centry_t *set = &c->e[k->set * TOKENS__WAYS], *e;
+    const json_t *nbf = json_object_get(claims, "nbf");
+    const char *jti = NULL;
+    size_t jlen = 0;
+    principal_t *old = NULL;
+    int i;
+
+    if (json_object_get(claims, "jti") &&
+        !tokens__jti(json_object_get(claims, "jti"), &jti, &jlen))
+        return;                     /* refused by the slow path already */
+    pthread_mutex_lock(&s->mu);
+    if (atomic_load(&c->gen) != gen || tokens__cfind(c, k))
+        goto out;
+    e = &set[0];
+    for (i = 0; i < TOKENS__WAYS && e->p; i++)
+        if (!set[i].p || set[i].exp_s < e->exp_s)
+            e = &set[i];
+    old = tokens__centry_clear(s, e);
+    memcpy(e->d, k->d, sizeof(e->d));
+    e->len = k->len;
+    e->p = principal_ref(p);
+    e->exp_s = json_number_value(json_object_get(claims, "exp"));
+    e->nbf_s = json_is_number(nbf) ? json_number_value(nbf) : -INFINITY;
+    e->own = own;
+    e->jti_len = (uint8_t)jlen;
+    if (jlen)
+        memcpy(e->jti, jti, jlen);
+    s->n++;
+out:
+    pthread_mutex_unlock(&s->mu);
+    principal_unref(old);
+}
+
+void tokens_cache_stats(tokens_t *t, tokens_cache_stats_t *out)
+{
+    tokens_cache_t *c = &t->cache;
+    size_t i;
+
+    memset(out, 0, sizeof(*out));
+    if (!c->e)
+        return;
+    out->capacity = c->nsets * TOKENS__WAYS;
+    for (i = 0; i < TOKENS__STRIPES; i++) {
+        pthread_mutex_lock(&c->stripe[i].mu);
+        out->hits += c->stripe[i].hits;
+        out->misses += c->stripe[i].misses;
+        out->entries += c->stripe[i].n;
+        pthread_mutex_unlock(&c->stripe[i].mu);
+    }
+}
+
 /* ---- building the external key set -------------------------------------- */
 
 /* Reads the whole file at path into b (capped by b's max). */
@@ -494,6 +826,7 @@ static void tokens__reload(tokens_t *t)
     old = t->ext;
     t->ext = ks;
     pthread_rwlock_unlock(&t->ext_lock);
+    tokens__cache_flush(&t->cache, true);
     jwt_keyset_free(old);
 }
 
@@ -602,6 +935,8 @@ static int tokens__check_cfg(const tokens_cfg_t *cfg, char *err,
         bad = "token secret must be 32 to 1024 bytes";
     else if (cfg->leeway_ms < 0 || cfg->leeway_ms > TOKENS__LEEWAY_MAX_MS)
         bad = "token leeway must be 0 to 86400000 ms";
+    else if (cfg->cache_entries < -1 || cfg->cache_entries > TOKENS_CACHE_MAX)
+        bad = "token cache must be -1 (off) to 1048576 entries";
     else if (tokens__set(cfg->default_tenant) &&
              !principal_valid_tenant(cfg->default_tenant,
                                      strlen(cfg->default_tenant)))
@@ -662,6 +997,7 @@ tokens_t *tokens_new(const tokens_cfg_t *cfg, char *err, size_t errlen)
         return NULL;
     if (!(t = calloc(1, sizeof(*t))) || tokens__sync_init(t) ||
         tokens__copy_cfg(t, cfg) || tokens__rev_init(&t->rev) ||
+        tokens__cache_init(&t->cache, cfg->cache_entries) ||
         !(t->own = jwt_keyset_new())) {
         errmsg(err, errlen, "out of memory");
         goto fail;
@@ -703,6 +1039,7 @@ void tokens_free(tokens_t *t)
     jwt_keyset_free(t->ext);
     tokens__rev_sweep(&t->rev, INT64_MAX);
     free(t->rev.b);
+    tokens__cache_free(&t->cache);
     OPENSSL_clear_free(t->secret, t->secret_len);
     OPENSSL_clear_free(t->issuer_secret, t->issuer_secret_len);
     free(t->public_key_file);
@@ -723,12 +1060,6 @@ void tokens_free(tokens_t *t)
 }
 
 /* ---- minting ------------------------------------------------------------ */
-
-/* ms -> whole seconds, rounding down (also below zero). */
-static int64_t tokens__secs(int64_t ms)
-{
-    return ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-}
 
 int tokens_mint(tokens_t *t, const principal_t *p, int64_t now_ms,
                 int64_t ttl_ms, char **token_out,
@@ -772,20 +1103,6 @@ out:
 
 /* ---- verification ------------------------------------------------------- */
 
-static tokens_result_t tokens__from_jwt(jwt_err_t e, const char **why)
-{
-    *why = jwt_strerror(e);
-    switch (e) {
-    case JWT_OK: return TOKENS_OK;
-    case JWT_EMALFORMED:
-    case JWT_ETOOBIG: return TOKENS_EMALFORMED;
-    case JWT_EEXPIRED:
-    case JWT_ENOTYET: return TOKENS_EEXPIRED;
-    case JWT_ENOMEM: return TOKENS_ENOMEM;
-    default: return TOKENS_EINVALID;
-    }
-}
-
 /* Checks the signature and times of an external token against the current
  * external set; asks for a refresh when the token names a kid the set
  * does not hold (ENOKEY, or EALG when no key of that alg is left). */
@@ -820,24 +1137,18 @@ static tokens_result_t tokens__check_claims(tokens_t *t, const json_t *c,
         *why = "jti missing or not a string of 1 to 64 bytes";
         return TOKENS_EINVALID;
     }
-    if (v && tokens_revoked(t, jti, len, now_ms)) {
-        *why = "jti revoked";
-        return TOKENS_EREVOKED;
-    }
     sub = json_object_get(c, "sub");
-    if (own && t->key_alive && json_is_string(sub) &&
-        !t->key_alive(t->key_alive_ctx, json_string_value(sub),
-                      json_string_length(sub), now_ms)) {
-        *why = "the key that issued this token is revoked or expired";
-        return TOKENS_EREVOKED;
-    }
-    return TOKENS_OK;
+    return tokens__check_live(t, jti, len, own,
+                              json_is_string(sub) ? json_string_value(sub)
+                                                  : NULL,
+                              json_string_length(sub), now_ms, why);
 }
 
 /*
- * Contract in tokens.h. Steps: route by header kid, jwt_verify against
- * exactly one key set (exp required, nbf, iss/aud, leeway), the jti and
- * key checks, then the claims become a principal.
+ * Contract in tokens.h. Steps: the cache (tokens__cache_get re-checks
+ * what can change); else route by header kid, jwt_verify against exactly
+ * one key set (exp required, nbf, iss/aud, leeway), the jti and key
+ * checks, the claims become a principal, and that is cached.
  */
 tokens_result_t tokens_verify(tokens_t *t, const char *token, size_t len,
                               int64_t now_ms, principal_t **out,
@@ -848,12 +1159,18 @@ tokens_result_t tokens_verify(tokens_t *t, const char *token, size_t len,
                      .require_exp = true };
     json_t *claims = NULL;
     const char *why = "ok";
-    bool own = false, has_kid = false;
+    bool own = false, has_kid = false, cached;
+    tokens_ckey_t key;
     tokens_result_t r;
+    unsigned gen = atomic_load(&t->cache.gen);
     jwt_err_t e;
     int prc;
 
     *out = NULL;
+    cached = t->cache.e && len <= JWT_MAX_TOKEN &&
+             tokens__ckey(&t->cache, token, len, &key) == 0;
+    if (cached && tokens__cache_get(t, &key, now_ms, out, &r, &why))
+        goto out;
     e = tokens__kid(token, len, &own, &has_kid);
     if (e == JWT_OK && own) {
         o.issuer = TOKENS_ISSUER;
@@ -877,6 +1194,8 @@ tokens_result_t tokens_verify(tokens_t *t, const char *token, size_t len,
     } else if (prc != 0) {
         why = "claims do not describe a valid principal";
         r = TOKENS_EINVALID;
+    } else if (cached) {
+        tokens__cache_put(t, &key, gen, claims, own, *out);
     }
 out:
     json_decref(claims);

@@ -33,6 +33,16 @@
  * the caller's (auth.c keeps them in the store's metadata and hands them
  * back at start-up through tokens_revoke).
  *
+ * Cache: a token that verified is remembered (by its SHA-256, never its
+ * text) with its principal, in a fixed table of cfg->cache_entries, so a
+ * client that sends the same token on every request pays the JSON and
+ * the principal once. A cached token is still held, on every use, to all
+ * that can change after it verified: exp and nbf against now_ms (with
+ * leeway), its jti against the revoked list, an own token's key against
+ * key_alive. A swap of the external key set (JWKS reload) empties the
+ * cache, so a key dropped from the JWKS stops vouching at once. Only
+ * TOKENS_OK results are cached.
+ *
  * Threads: tokens_verify, tokens_mint, tokens_revoke and tokens_revoked
  * may run on any thread at once; the key sets swap under a lock that
  * verification holds only while it uses a set. Nothing here logs a secret
@@ -52,6 +62,8 @@
 #define TOKENS_JTI_MAX 64              /* bytes of a jti we accept */
 #define TOKENS_REVOKED_MAX 100000      /* revoked ids remembered at once */
 #define TOKENS_JWKS_MIN_REFRESH_MS 10000
+#define TOKENS_CACHE_DEFAULT 4096      /* verified tokens remembered */
+#define TOKENS_CACHE_MAX (1 << 20)
 
 typedef struct tokens tokens_t;
 
@@ -78,7 +90,20 @@ typedef struct tokens_cfg {
     const char *issuer;            /* required "iss", NULL/"" = unchecked */
     const char *audience;          /* required "aud", NULL/"" = unchecked */
     const char *default_tenant;    /* NULL/"" = none */
+    int cache_entries;             /* verified tokens cached: 0 =
+                                      TOKENS_CACHE_DEFAULT, -1 = no cache,
+                                      else 1..TOKENS_CACHE_MAX, rounded up
+                                      to a power of two (at least 4) */
 } tokens_cfg_t;
+
+/* What the cache did since tokens_new. A hit is a lookup that found the
+ * token (then refused when its re-checks fail); a miss went the slow
+ * way. */
+typedef struct tokens_cache_stats {
+    uint64_t hits, misses;
+    size_t entries;                /* tokens held now */
+    size_t capacity;               /* 0 when the cache is off */
+} tokens_cache_stats_t;
 
 typedef enum tokens_result {
     TOKENS_OK = 0,
@@ -129,6 +154,9 @@ tokens_result_t tokens_verify(tokens_t *t, const char *token, size_t len,
 int tokens_revoke(tokens_t *t, const char *jti, size_t len, int64_t exp_ms);
 bool tokens_revoked(tokens_t *t, const char *jti, size_t len,
                     int64_t now_ms);
+
+/* A snapshot of the cache's counters (each stripe read under its lock). */
+void tokens_cache_stats(tokens_t *t, tokens_cache_stats_t *out);
 
 /* Whether token's header names the own key (kid "sb1"): which verifier
  * tokens_verify uses. Unverified: only meaningful after tokens_verify

@@ -425,11 +425,13 @@ static void wait_verify(tokens_t *t, const char *tok, tokens_result_t want)
     int i;
 
     for (i = 0; i < 100; i++) {
-        if (tokens_verify(t, tok, strlen(tok), NOW, &p, NULL) == want)
+        tokens_result_t r = tokens_verify(t, tok, strlen(tok), NOW, &p, NULL);
+
+        principal_unref(p);
+        if (r == want)
             break;
         sleep_ms(50);
     }
-    principal_unref(p);
     assert_true(i < 100);
 }
 
@@ -1233,6 +1235,348 @@ static void test_new_errors(void **state)
     free(garbage);
 }
 
+/* ---- the cache of verified tokens -------------------------------------- */
+
+static tokens_cache_stats_t stats(tokens_t *t)
+{
+    tokens_cache_stats_t s;
+
+    tokens_cache_stats(t, &s);
+    return s;
+}
+
+/* An own-style token for sub and jti, nbf_s seconds (0: no nbf). */
+static char *tok_own_for(const char *sub, const char *jti, int64_t nbf_s)
+{
+    char extra[160];
+
+    if (nbf_s)
+        snprintf(extra, sizeof(extra),
+                 "{\"sub\":\"%s\",\"jti\":\"%s\",\"nbf\":%lld}", sub, jti,
+                 (long long)nbf_s);
+    else
+        snprintf(extra, sizeof(extra), "{\"sub\":\"%s\",\"jti\":\"%s\"}",
+                 sub, jti);
+    return tok_own(SECRET, extra);
+}
+
+static void assert_same_principal(const principal_t *a, const principal_t *b)
+{
+    assert_int_equal(a->kind, b->kind);
+    assert_string_equal(a->tenant, b->tenant);
+    assert_string_equal(a->id, b->id);
+    assert_string_equal(a->jti, b->jti);
+    assert_int_equal(a->expires_ms, b->expires_ms);
+    assert_int_equal(a->perm.publish.n, b->perm.publish.n);
+    assert_int_equal(a->perm.admin, b->perm.admin);
+}
+
+/* The second verification of a token is a hit with an equal principal;
+ * with the cache off nothing is counted and both go the slow way. */
+static void test_cache_hit(void **state)
+{
+    tokens_cfg_t c = cfg_base();
+    tokens_t *t = new_ok(&c);
+    char *tok = tok_own(SECRET, "{\"scope\":\"publish:a.b admin\"}");
+    principal_t *p1 = verify(t, tok, NOW, TOKENS_OK), *p2;
+
+    assert_int_equal(stats(t).misses, 1);
+    assert_int_equal(stats(t).hits, 0);
+    assert_int_equal(stats(t).entries, 1);
+    assert_int_equal(stats(t).capacity, TOKENS_CACHE_DEFAULT);
+    p2 = verify(t, tok, NOW, TOKENS_OK);
+    assert_int_equal(stats(t).hits, 1);
+    assert_int_equal(stats(t).entries, 1);
+    assert_same_principal(p1, p2);
+    assert_int_equal(p2->perm.publish.n, 1);
+    assert_true(p2->perm.admin);
+    assert_int_equal(p2->expires_ms, (NOW / 1000 + 3600) * 1000);
+    principal_unref(p1);
+    principal_unref(p2);
+    tokens_free(t);
+
+    c.cache_entries = -1;
+    t = new_ok(&c);
+    p1 = verify(t, tok, NOW, TOKENS_OK);
+    p2 = verify(t, tok, NOW, TOKENS_OK);
+    assert_ptr_not_equal(p1, p2);
+    assert_same_principal(p1, p2);
+    assert_int_equal(stats(t).hits + stats(t).misses + stats(t).capacity, 0);
+    principal_unref(p1);
+    principal_unref(p2);
+    tokens_free(t);
+    free(tok);
+}
+
+/* Times are re-checked on every hit: expiry refuses and evicts; a
+ * not-yet-valid time refuses but keeps the entry. */
+static void test_cache_times(void **state)
+{
+    tokens_cfg_t c = cfg_base();
+    tokens_t *t = new_ok(&c);
+    char *tok = tok_own(SECRET, NULL);
+    char *later = tok_own_for("bob", "j2", NOW / 1000 + 60);
+    int64_t exp_ms = (NOW / 1000 + 3600) * 1000;
+    const char *why = NULL;
+    principal_t *p = NULL;
+
+    verify_free(t, tok, TOKENS_OK);
+    principal_unref(verify(t, tok, exp_ms + LEEWAY_MS - 1000, TOKENS_OK));
+    assert_int_equal(stats(t).hits, 1);
+    assert_int_equal(tokens_verify(t, tok, strlen(tok), exp_ms + LEEWAY_MS,
+                                   &p, &why), TOKENS_EEXPIRED);
+    assert_string_equal(why, "token expired");
+    assert_null(p);
+    assert_int_equal(stats(t).hits, 2);
+    assert_int_equal(stats(t).entries, 0);
+    verify(t, tok, exp_ms + LEEWAY_MS, TOKENS_EEXPIRED);
+    assert_int_equal(stats(t).misses, 2);        /* gone: the slow way */
+    assert_int_equal(stats(t).entries, 0);       /* and not cached */
+
+    verify(t, later, NOW, TOKENS_EEXPIRED);      /* not yet: not cached */
+    assert_int_equal(stats(t).entries, 0);
+    principal_unref(verify(t, later, NOW + 61000, TOKENS_OK));
+    assert_int_equal(stats(t).entries, 1);
+    assert_int_equal(tokens_verify(t, later, strlen(later),
+                                   NOW + 60000 - LEEWAY_MS - 1000, &p, &why),
+                     TOKENS_EEXPIRED);
+    assert_string_equal(why, "token not yet valid");
+    assert_int_equal(stats(t).entries, 1);
+    principal_unref(verify(t, later, NOW + 61000, TOKENS_OK));
+    assert_int_equal(stats(t).hits, 4);
+    tokens_free(t);
+    free(tok);
+    free(later);
+}
+
+/* A revoked jti and a dead key refuse a cached token. */
+static void test_cache_revoked_and_dead_key(void **state)
+{
+    tokens_cfg_t c = cfg_base();
+    alive_t a = { .answer = true };
+    tokens_t *t;
+    char *own = tok_own_for("key9", "own-1", 0);
+    char *ext = tok_hs(ISECRET, NULL, "{\"jti\":\"ext-1\"}");
+    const char *why = NULL;
+    principal_t *p = NULL;
+
+    c.issuer_secret = ISECRET;
+    c.key_alive = alive_fn;
+    c.key_alive_ctx = &a;
+    t = new_ok(&c);
+    verify_free(t, own, TOKENS_OK);
+    verify_free(t, ext, TOKENS_OK);
+    verify_free(t, own, TOKENS_OK);
+    verify_free(t, ext, TOKENS_OK);
+    assert_int_equal(stats(t).hits, 2);
+    assert_int_equal(a.calls, 2);                /* asked on the hit too */
+    a.answer = false;
+    assert_int_equal(tokens_verify(t, own, strlen(own), NOW, &p, &why),
+                     TOKENS_EREVOKED);
+    assert_string_equal(
+        why, "the key that issued this token is revoked or expired");
+    assert_string_equal(a.last, "key9");
+    assert_int_equal(stats(t).hits, 3);
+    verify(t, own, NOW, TOKENS_EREVOKED);        /* dropped: slow way */
+    assert_int_equal(stats(t).hits, 3);
+    a.answer = true;
+    verify_free(t, own, TOKENS_OK);
+
+    assert_int_equal(tokens_revoke(t, S("ext-1"), NOW + HOUR_MS), 0);
+    assert_int_equal(tokens_verify(t, ext, strlen(ext), NOW, &p, &why),
+                     TOKENS_EREVOKED);
+    assert_string_equal(why, "jti revoked");
+    assert_int_equal(stats(t).hits, 4);
+    assert_int_equal(tokens_revoke(t, S("own-1"), NOW + HOUR_MS), 0);
+    verify(t, own, NOW, TOKENS_EREVOKED);
+    assert_int_equal(stats(t).hits, 5);
+    assert_int_equal(stats(t).entries, 0);
+    tokens_free(t);
+    free(own);
+    free(ext);
+}
+
+/* A JWKS reload that drops a key refuses that key's cached tokens at
+ * once; tokens of the keys that stay verify again. */
+static void test_cache_jwks_drop(void **state)
+{
+    tokens_cfg_t c = cfg_base();
+    char *both = jwks(g_rsa, "r1", g_ec, "e1"), *one = jwks(g_rsa, "r1",
+                                                            NULL, NULL);
+    char *path = write_file("rot.json", both);
+    char *tr = tok_pk(g_rsa, "r1", NULL), *te = tok_pk(g_ec, "e1", NULL);
+    tokens_t *t;
+
+    c.jwks_file = path;
+    c.jwks_refresh_ms = 50;
+    t = new_ok(&c);
+    verify_free(t, te, TOKENS_OK);
+    verify_free(t, tr, TOKENS_OK);
+    verify_free(t, te, TOKENS_OK);
+    assert_true(stats(t).hits >= 1);
+    free(write_file("rot.json", one));
+    wait_verify(t, te, TOKENS_EINVALID);
+    for (int i = 0; i < 5; i++) {                /* reloads keep it out */
+        verify(t, te, NOW, TOKENS_EINVALID);
+        sleep_ms(20);
+    }
+    verify_free(t, tr, TOKENS_OK);
+    tokens_free(t);
+    free(both);
+    free(one);
+    free(path);
+    free(tr);
+    free(te);
+}
+
+/* Another token (one byte changed anywhere) is a miss, never a hit. */
+static void test_cache_tampered(void **state)
+{
+    tokens_cfg_t c = cfg_base();
+    tokens_t *t = new_ok(&c);
+    char *tok = tok_own(SECRET, NULL);
+    size_t len = strlen(tok), at[] = { 3, len / 2, len - 10 }, i;
+    principal_t *p = NULL;
+    char was;
+
+    verify_free(t, tok, TOKENS_OK);
+    for (i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        was = tok[at[i]];
+        tok[at[i]] = (char)(was == 'A' ? 'B' : 'A');
+        assert_int_not_equal(tokens_verify(t, tok, len, NOW, &p, NULL),
+                             TOKENS_OK);
+        assert_null(p);
+        tok[at[i]] = was;
+        assert_int_equal(stats(t).hits, 0);
+        assert_int_equal(stats(t).misses, i + 2);
+    }
+    assert_int_not_equal(tokens_verify(t, tok, len - 1, NOW, &p, NULL),
+                         TOKENS_OK);              /* a prefix: a miss too */
+    assert_int_equal(stats(t).hits, 0);
+    verify_free(t, tok, TOKENS_OK);
+    assert_int_equal(stats(t).hits, 1);
+    tokens_free(t);
+    free(tok);
+}
+
+/* The table never holds more than its size; sizes round up to a power of
+ * two of at least 4; out-of-range sizes are refused. */
+static void test_cache_bounded(void **state)
+{
+    tokens_cfg_t c = cfg_base();
+    static const struct { int want; size_t cap; } sizes[] = {
+        { 1, 4 }, { 5, 8 }, { 8, 8 }, { TOKENS_CACHE_MAX, TOKENS_CACHE_MAX },
+    };
+    char *tok[100], jti[16];
+    tokens_t *t;
+    size_t i;
+
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        c.cache_entries = sizes[i].want;
+        t = new_ok(&c);
+        assert_int_equal(stats(t).capacity, sizes[i].cap);
+        tokens_free(t);
+    }
+    c.cache_entries = 8;
+    t = new_ok(&c);
+    for (i = 0; i < 100; i++) {
+        snprintf(jti, sizeof(jti), "j%zu", i);
+        tok[i] = tok_own_for("alice", jti, 0);
+        verify_free(t, tok[i], TOKENS_OK);
+        assert_true(stats(t).entries <= 8);
+    }
+    assert_int_equal(stats(t).entries, 8);
+    for (i = 0; i < 100; i++) {                  /* evicted ones still pass */
+        verify_free(t, tok[i], TOKENS_OK);
+        assert_true(stats(t).entries <= 8);
+        free(tok[i]);
+    }
+    assert_int_equal(stats(t).hits + stats(t).misses, 200);
+    tokens_free(t);
+    c.cache_entries = -2;
+    new_fails(&c, "token cache must be -1 (off) to 1048576");
+    c.cache_entries = TOKENS_CACHE_MAX + 1;
+    new_fails(&c, "token cache must be -1 (off) to 1048576");
+}
+
+#define CACHE_POOL 16
+
+typedef struct cache_race {
+    tokens_t *t;
+    char *tok[CACHE_POOL];
+    char sub[CACHE_POOL][16];
+    atomic_int bad;
+    int id;
+} cache_race_t;
+
+typedef struct cache_arg {
+    cache_race_t *r;
+    int id;
+} cache_arg_t;
+
+static void *cache_race_main(void *arg)
+{
+    cache_arg_t *a = arg;
+    cache_race_t *r = a->r;
+    principal_t *p;
+    int i, k;
+
+    for (i = 0; i < 400; i++) {
+        k = i % 3 == 0 ? 0 : (i * 7 + a->id * 5) % CACHE_POOL;
+        if (tokens_verify(r->t, r->tok[k], strlen(r->tok[k]), NOW, &p,
+                          NULL) != TOKENS_OK ||
+            strcmp(p->id, r->sub[k]) != 0)
+            atomic_fetch_add(&r->bad, 1);
+        principal_unref(p);
+    }
+    return NULL;
+}
+
+/* 4 threads verify one shared token and many others through a table
+ * smaller than the pool (evictions) while the JWKS file reloads every
+ * 5 ms (flushes): every answer is right and names the right subject. */
+static void test_cache_threads(void **state)
+{
+    tokens_cfg_t c = cfg_base();
+    char *doc = jwks(g_ec, "e1", NULL, NULL);
+    char *path = write_file("rot.json", doc), extra[64];
+    static cache_race_t r;
+    cache_arg_t args[4];
+    pthread_t th[4];
+    tokens_cache_stats_t s;
+    int i;
+
+    c.jwks_file = path;
+    c.jwks_refresh_ms = 5;
+    c.cache_entries = 8;
+    memset(&r, 0, sizeof(r));
+    r.t = new_ok(&c);
+    for (i = 0; i < CACHE_POOL; i++) {
+        snprintf(r.sub[i], sizeof(r.sub[i]), "user%d", i);
+        snprintf(extra, sizeof(extra), "{\"sub\":\"%s\",\"jti\":\"j%d\"}",
+                 r.sub[i], i);
+        r.tok[i] = i % 2 ? tok_pk(g_ec, "e1", extra)
+                         : tok_own_for(r.sub[i], r.sub[i], 0);
+    }
+    for (i = 0; i < 4; i++) {
+        args[i] = (cache_arg_t){ &r, i };
+        assert_int_equal(pthread_create(&th[i], NULL, cache_race_main,
+                                        &args[i]), 0);
+    }
+    for (i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    s = stats(r.t);
+    assert_int_equal(atomic_load(&r.bad), 0);
+    assert_int_equal(s.hits + s.misses, 1600);
+    assert_true(s.hits > 0);
+    assert_true(s.entries <= 8);
+    tokens_free(r.t);
+    for (i = 0; i < CACHE_POOL; i++)
+        free(r.tok[i]);
+    free(doc);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1261,6 +1605,13 @@ int main(void)
         cmocka_unit_test(test_key_alive),
         cmocka_unit_test(test_peek),
         cmocka_unit_test(test_new_errors),
+        cmocka_unit_test(test_cache_hit),
+        cmocka_unit_test(test_cache_times),
+        cmocka_unit_test(test_cache_revoked_and_dead_key),
+        cmocka_unit_test(test_cache_jwks_drop),
+        cmocka_unit_test(test_cache_tampered),
+        cmocka_unit_test(test_cache_bounded),
+        cmocka_unit_test(test_cache_threads),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
