@@ -11,7 +11,8 @@
  *      idle HTTP closes, a request in flight gets its answer first (its
  *      commit still completes), WebSockets get close 1001, SSE ends;
  *   2. after the last connection or shutdown_timeout_ms, the rest are cut;
- *   3. the store commits whatever is queued and stops;
+ *   3. the API keys' usage logs are stored (auth_flush), then the store
+ *      commits whatever is queued and stops;
  *   4. the loops stop and are joined.
  * A second signal skips the grace period.
  */
@@ -292,6 +293,8 @@ int serve_main(int argc, char **argv)
     }
     if (cons_init(s.store, err, sizeof err)) {
         LOG_ERROR("cannot load the consumers", "\"error\":\"%s\"", log_str(err, (size_t)-1));
+        github_oauth_shutdown();
+        auth_shutdown();
         goto out;
     }
     init_routes(&s);
@@ -310,6 +313,7 @@ int serve_main(int argc, char **argv)
     }
     uv_run(s.main, UV_RUN_DEFAULT);
 
+    auth_flush();                /* the usage logs, while the store still takes writes */
     store_close(s.store);        /* commits what is queued; completions post to loops */
     s.store = NULL;
     for (size_t i = 0; i < s.nloops; i++) {

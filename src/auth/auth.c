@@ -14,6 +14,13 @@
  * through loop posts and the loops are not running yet: serve.c's post
  * function runs completions for target NULL on the store's thread, and
  * meta_put_sync waits for that on a condition variable.
+ *
+ * Usage logs (auth.h) are stored by a thread of their own, started by
+ * auth_init and stopped by auth_flush or auth_shutdown: the loops must
+ * not wait for the store and the store's thread must not wait for
+ * anything, so every AUTH_USAGE_FLUSH_MS this thread collects the changed
+ * logs, puts them with target NULL (the completion only counts down on
+ * the store's thread) and waits for that batch before the next.
  */
 #include "auth/auth.h"
 
@@ -27,6 +34,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -47,6 +55,7 @@
 #define AUTH_ENDPOINT_MAX 96
 #define AUTH_LOG_REFUSALS_PER_S 50.0   /* refusal log lines, sustained */
 #define AUTH_LOG_REFUSALS_BURST 200
+#define AUTH_USAGE_BATCH 64            /* usage logs per collection */
 
 static struct {
     const config_t *cfg;
@@ -778,6 +787,177 @@ static int parse_cidrs(const char *what, const char *text, cidr_list_t *out, cha
     return 0;
 }
 
+/* --- usage logs ------------------------------------------------------------------ */
+
+static int load_usage(void *ctx, const char *key, const unsigned char *value, size_t len,
+                      uint64_t rev)
+{
+    char err[KEYS_ERR_LEN] = "not JSON";
+    json_error_t jerr;
+    json_t *entries = json_loadb((const char *)value, len, 0, &jerr);
+    int rc = entries ? keys_usage_load(A.keys, key, strlen(key), entries, err, sizeof err)
+                     : KEYS_EINVAL;
+
+    json_decref(entries);
+    if (rc)
+        LOG_WARN("stored usage log not loaded", "\"id\":\"%s\",\"error\":\"%s\"",
+                 log_str(key, (size_t)-1), log_str(err, (size_t)-1));
+    return 0;      /* history: never a reason not to start */
+}
+
+/* Puts in flight of one batch; the completions run on the store's thread. */
+typedef struct usage_batch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t pending;
+    int err;
+} usage_batch_t;
+
+static void usage_put_done(void *arg, int err, uint64_t rev)
+{
+    usage_batch_t *b = arg;
+
+    pthread_mutex_lock(&b->mu);
+    if (err && !b->err)
+        b->err = err;
+    if (--b->pending == 0)
+        pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* The first failure is logged; the rest would only repeat it. */
+static void usage_error(int err)
+{
+    static atomic_bool logged;
+
+    if (!atomic_exchange(&logged, true))
+        LOG_ERROR("cannot store API key usage logs (further failures not logged)",
+                  "\"error\":%d", err);
+}
+
+/* Puts one key's log; b counts it until its completion. */
+static void usage_put(usage_batch_t *b, const char *id, const json_t *entries)
+{
+    char *text = json_dumps(entries, JSON_COMPACT);
+    int rc = STORE_ENOMEM;
+
+    if (text) {
+        pthread_mutex_lock(&b->mu);
+        b->pending++;
+        pthread_mutex_unlock(&b->mu);
+        rc = store_meta_put(A.store, AUTH_NS_USAGE, id, text, strlen(text), 0, NULL,
+                            usage_put_done, b);
+        if (rc) {
+            pthread_mutex_lock(&b->mu);
+            b->pending--;
+            pthread_mutex_unlock(&b->mu);
+        }
+    }
+    free(text);
+    if (rc)
+        usage_error(rc);
+}
+
+/*
+ * Stores every usage log changed since the last call, AUTH_USAGE_BATCH at
+ * a time, each batch waited for. Blocks: the writer thread or, at
+ * shutdown, the main thread only. A log that could not be stored is
+ * stored again after the key's next use.
+ */
+static void usage_flush(void)
+{
+    usage_batch_t b = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    bool more = true;
+    json_t *logs, *entries;
+    const char *id;
+
+    while (more && (logs = keys_usage_dirty(A.keys, AUTH_USAGE_BATCH)) != NULL) {
+        more = json_object_size(logs) == AUTH_USAGE_BATCH;
+        json_object_foreach(logs, id, entries)
+            usage_put(&b, id, entries);
+        json_decref(logs);
+        pthread_mutex_lock(&b.mu);
+        while (b.pending)
+            pthread_cond_wait(&b.cv, &b.mu);
+        pthread_mutex_unlock(&b.mu);
+        if (b.err)
+            usage_error(b.err);
+        b.err = 0;
+    }
+}
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;             /* monotonic clock; signalled to stop */
+    pthread_t thread;
+    bool running;                  /* main thread only */
+    bool stop;
+} W = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void *usage_writer(void *arg)
+{
+    struct timespec at;
+
+    pthread_mutex_lock(&W.mu);
+    while (!W.stop) {
+        clock_gettime(CLOCK_MONOTONIC, &at);
+        at.tv_sec += AUTH_USAGE_FLUSH_MS / 1000;
+        at.tv_nsec += (AUTH_USAGE_FLUSH_MS % 1000) * 1000000L;
+        if (at.tv_nsec >= 1000000000L) {
+            at.tv_sec++;
+            at.tv_nsec -= 1000000000L;
+        }
+        while (!W.stop && pthread_cond_timedwait(&W.cv, &W.mu, &at) != ETIMEDOUT) {}
+        if (W.stop)
+            break;
+        pthread_mutex_unlock(&W.mu);
+        usage_flush();
+        pthread_mutex_lock(&W.mu);
+    }
+    pthread_mutex_unlock(&W.mu);
+    return NULL;
+}
+
+static int usage_writer_start(void)
+{
+    pthread_condattr_t ca;
+    int rc;
+
+    if (pthread_condattr_init(&ca))
+        return -1;
+    rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) || pthread_cond_init(&W.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc)
+        return -1;
+    W.stop = false;
+    if (pthread_create(&W.thread, NULL, usage_writer, NULL)) {
+        pthread_cond_destroy(&W.cv);
+        return -1;
+    }
+    W.running = true;
+    return 0;
+}
+
+static void usage_writer_stop(void)
+{
+    if (!W.running)
+        return;
+    pthread_mutex_lock(&W.mu);
+    W.stop = true;
+    pthread_cond_signal(&W.cv);
+    pthread_mutex_unlock(&W.mu);
+    pthread_join(W.thread, NULL);
+    pthread_cond_destroy(&W.cv);
+    W.running = false;
+}
+
+void auth_flush(void)
+{
+    usage_writer_stop();
+    if (A.keys && A.store)
+        usage_flush();
+}
+
 int auth_init(const config_t *cfg, store_t *store, char *err, size_t errlen)
 {
     char kerr[KEYS_ERR_LEN];
@@ -804,6 +984,10 @@ int auth_init(const config_t *cfg, store_t *store, char *err, size_t errlen)
         errmsg(err, errlen, "cannot read the API keys from the store");
         goto fail;
     }
+    if (store_meta_load_sync(store, AUTH_NS_USAGE, load_usage, NULL)) {
+        errmsg(err, errlen, "cannot read the API key usage logs from the store");
+        goto fail;
+    }
     if (init_tokens(err, errlen))
         goto fail;
     if (store_meta_load_sync(store, AUTH_NS_REVOKED, load_revoked, NULL)) {
@@ -812,6 +996,10 @@ int auth_init(const config_t *cfg, store_t *store, char *err, size_t errlen)
     }
     if (keys_count(A.keys) == 0 && bootstrap(err, errlen))
         goto fail;
+    if (usage_writer_start()) {
+        errmsg(err, errlen, "cannot start the usage log writer");
+        goto fail;
+    }
     LOG_INFO("access control ready", "\"keys\":%zu,\"trusted_proxies\":%zu,"
              "\"admin_allow\":%zu", keys_count(A.keys), A.proxies.n, A.admin_allow.n);
     return 0;
@@ -822,6 +1010,7 @@ fail:
 
 void auth_shutdown(void)
 {
+    usage_writer_stop();
     tokens_free(A.tokens);
     keys_free(A.keys);
     rl_free(A.rl);

@@ -36,6 +36,12 @@
  * (switchboard_auth_total), and an attempt with a known key id is
  * appended to that key's usage log.
  *
+ * Usage logs survive restarts without a store write per request: a
+ * thread of this module stores the logs that changed (keys_usage_dirty)
+ * every AUTH_USAGE_FLUSH_MS in namespace AUTH_NS_USAGE, auth_flush
+ * stores the rest at shutdown, and auth_init loads them back. A crash
+ * loses at most the last interval.
+ *
  * Threads: everything here may be called from any loop thread after
  * auth_init and before auth_shutdown.
  */
@@ -58,6 +64,8 @@
 #define AUTH_NS_KEYS "apikeys"     /* key id -> keys.h record */
 #define AUTH_NS_REVOKED "revoked_tokens"  /* jti -> {"exp_ms"} */
 #define AUTH_NS_AUTH "auth"        /* "jwt_secret" when generated */
+#define AUTH_NS_USAGE "key_usage"  /* key id -> usage log (keys.h) */
+#define AUTH_USAGE_FLUSH_MS 10000  /* changed usage logs stored this often */
 #define AUTH_CRED_MAX 8192         /* bytes of a credential */
 
 /* Why an attempt was refused (or not): status 0 when allowed. */
@@ -72,14 +80,21 @@ typedef struct auth_outcome {
 } auth_outcome_t;
 
 /*
- * Start-up, before the loops run: loads the keys and revoked token ids
- * from the store's metadata (blocking), creates and announces the
- * bootstrap key when there is no key at all (printed once on stdout and
- * written 0600 to auth.admin_key_file), sets up the token issuer and
- * verifiers (auth/tokens.h) and the rate tables. 0, or -1 with err.
+ * Start-up, before the loops run: loads the keys, their usage logs and
+ * the revoked token ids from the store's metadata (blocking), starts the
+ * usage log writer, creates and announces the bootstrap key when there
+ * is no key at all (printed once on stdout and written 0600 to
+ * auth.admin_key_file), sets up the token issuer and verifiers
+ * (auth/tokens.h) and the rate tables. 0, or -1 with err.
  */
 int auth_init(const config_t *cfg, store_t *store, char *err, size_t errlen);
-/* After the loops have stopped. */
+/* At shutdown, once the connections are gone and BEFORE store_close:
+ * stops the periodic usage log writer and stores every changed usage log,
+ * waiting for the store (blocking; never from a loop). Errors are logged.
+ * Uses recorded after it are not stored. */
+void auth_flush(void);
+/* After the loops have stopped (stops the usage log writer if auth_flush
+ * did not; stores nothing). */
 void auth_shutdown(void);
 
 keys_reg_t *auth_keys(void);

@@ -20,6 +20,12 @@
  * digests, compares them with CRYPTO_memcmp (ct_equal) against both the
  * current and the previous digest whatever the outcome, and wipes its own
  * temporary digests.
+ *
+ * Usage log. A ring per record, allocated at its first use, under the
+ * record's own mutex: a request costs that mutex and a copy, never I/O.
+ * Persisting it is the caller's: a dirty flag per record lets a periodic
+ * writer collect only what changed (keys_usage_dirty), and
+ * keys_usage_load puts a stored log back in front of the ring.
  */
 #include "auth/keys.h"
 
@@ -72,6 +78,7 @@ typedef struct keys__rec {
     keys__use_t *uses;             /* KEYS_USAGE_MAX, allocated at first use */
     size_t use_next, use_n;
     int64_t last_used_ms;
+    bool use_dirty;                /* changed since keys_usage_dirty */
 } keys__rec_t;
 
 struct keys_reg {
@@ -891,6 +898,7 @@ int keys_load(keys_reg_t *reg, const json_t *record, char *err,
         r->use_next = old->use_next;
         r->use_n = old->use_n;
         r->last_used_ms = old->last_used_ms;
+        r->use_dirty = old->use_dirty;
         old->uses = NULL;
         reg->v[pos] = r;
         r = NULL;
@@ -1037,6 +1045,7 @@ int keys_record_use(keys_reg_t *reg, const char *id, size_t id_len,
         if (r->use_n < KEYS_USAGE_MAX)
             r->use_n++;
         r->last_used_ms = now_ms;
+        r->use_dirty = true;
         rc = 0;
     }
     pthread_mutex_unlock(&r->use_mu);
@@ -1085,5 +1094,173 @@ int keys_usage(keys_reg_t *reg, const char *id, size_t id_len,
     }
 out:
     pthread_rwlock_unlock(&reg->lock);
+    return rc;
+}
+
+/* --- usage log persistence ------------------------------------------------ */
+
+/* r's ring in storage form, oldest first; NULL without memory. Caller
+ * holds r->use_mu. */
+static json_t *keys__ring_json(const keys__rec_t *r)
+{
+    json_t *arr = json_array();
+    size_t i;
+
+    for (i = 0; arr && i < r->use_n; i++) {
+        const keys__use_t *u =
+            &r->uses[(r->use_next + KEYS_USAGE_MAX - r->use_n + i) %
+                     KEYS_USAGE_MAX];
+
+        if (json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:s}",
+                                                 "ms", (json_int_t)u->ms,
+                                                 "ip", u->ip,
+                                                 "endpoint", u->endpoint,
+                                                 "outcome", u->outcome))) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
+json_t *keys_usage_dirty(keys_reg_t *reg, size_t max)
+{
+    json_t *out = json_object();
+    bool failed = out == NULL;
+    size_t i, n = 0;
+
+    pthread_rwlock_rdlock(&reg->lock);
+    for (i = 0; !failed && i < reg->n && n < max; i++) {
+        keys__rec_t *r = reg->v[i];
+
+        pthread_mutex_lock(&r->use_mu);
+        if (r->use_dirty) {
+            /* json_object_set_new takes arr even when it fails */
+            if (json_object_set_new(out, r->id, keys__ring_json(r)) == 0) {
+                r->use_dirty = false;
+                n++;
+            } else {
+                failed = true;
+            }
+        }
+        pthread_mutex_unlock(&r->use_mu);
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    if (failed && n == 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Member name of entry e as keys_record_use stores it: a string of at
+ * most cap printable ASCII bytes, copied into dst (cap + 1 bytes). */
+static bool keys__use_text(const json_t *e, const char *name, char *dst,
+                           size_t cap)
+{
+    const json_t *v = json_object_get(e, name);
+    const char *s = json_string_value(v);
+    size_t i, len = json_string_length(v);
+
+    if (!json_is_string(v) || len > cap)
+        return false;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
+            return false;
+    memcpy(dst, s, len);
+    dst[len] = '\0';
+    return true;
+}
+
+/* Entry i (storage form) into u, or KEYS_EINVAL with err. */
+static int keys__parse_use(const json_t *e, size_t i, keys__use_t *u,
+                           char *err, size_t cap)
+{
+    const json_t *ms = json_object_get(e, "ms");
+    const char *bad = NULL;
+
+    if (!json_is_object(e))
+        bad = "must be an object";
+    else if (!json_is_integer(ms) || json_integer_value(ms) < 0 ||
+             json_integer_value(ms) > KEYS__MS_MAX)
+        bad = "ms: must be a time in Unix milliseconds";
+    else if (!keys__use_text(e, "ip", u->ip, KEYS_USE_IP_MAX))
+        bad = "ip: must be printable ASCII within its limit";
+    else if (!keys__use_text(e, "endpoint", u->endpoint,
+                             KEYS_USE_ENDPOINT_MAX))
+        bad = "endpoint: must be printable ASCII within its limit";
+    else if (!keys__use_text(e, "outcome", u->outcome, KEYS_USE_OUTCOME_MAX))
+        bad = "outcome: must be printable ASCII within its limit";
+    if (bad) {
+        errmsg(err, cap, "usage[%zu]: %s", i, bad);
+        return KEYS_EINVAL;
+    }
+    u->ms = json_integer_value(ms);
+    return 0;
+}
+
+/*
+ * Makes in[0..n) (oldest first, KEYS_USAGE_MAX slots) followed by r's
+ * current entries r's ring, keeping the newest KEYS_USAGE_MAX. r takes
+ * in. Caller holds r->use_mu.
+ */
+static void keys__ring_merge(keys__rec_t *r, keys__use_t *in, size_t n)
+{
+    size_t total = n + r->use_n, drop, j;
+
+    drop = total > KEYS_USAGE_MAX ? total - KEYS_USAGE_MAX : 0;
+    for (j = drop; j < total; j++) {
+        if (j < n)
+            in[j - drop] = in[j];
+        else
+            in[j - drop] = r->uses[(r->use_next + KEYS_USAGE_MAX - r->use_n +
+                                    (j - n)) % KEYS_USAGE_MAX];
+    }
+    free(r->uses);
+    r->uses = in;
+    r->use_n = total - drop;
+    r->use_next = r->use_n % KEYS_USAGE_MAX;
+    for (j = 0; j < r->use_n; j++)
+        if (in[j].ms > r->last_used_ms)
+            r->last_used_ms = in[j].ms;
+}
+
+int keys_usage_load(keys_reg_t *reg, const char *id, size_t id_len,
+                    const json_t *entries, char *err, size_t errcap)
+{
+    keys__use_t *in = NULL;
+    keys__rec_t *r;
+    size_t i, n, skip;
+    int rc = KEYS_EINVAL;
+
+    if (!json_is_array(entries)) {
+        errmsg(err, errcap, "usage: must be an array");
+        goto out;
+    }
+    n = json_array_size(entries);
+    skip = n > KEYS_USAGE_MAX ? n - KEYS_USAGE_MAX : 0;
+    n -= skip;
+    rc = KEYS_EINTERNAL;
+    if ((in = calloc(KEYS_USAGE_MAX, sizeof *in)) == NULL) {
+        errmsg(err, errcap, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < n; i++)
+        if ((rc = keys__parse_use(json_array_get(entries, skip + i), skip + i,
+                                  &in[i], err, errcap)))
+            goto out;
+    rc = 0;
+    if (n == 0)
+        goto out;
+    pthread_rwlock_rdlock(&reg->lock);
+    if ((r = keys__find(reg, id, id_len, NULL, 0)) != NULL) {
+        pthread_mutex_lock(&r->use_mu);
+        keys__ring_merge(r, in, n);
+        in = NULL;
+        pthread_mutex_unlock(&r->use_mu);
+    }
+    pthread_rwlock_unlock(&reg->lock);
+out:
+    free(in);
     return rc;
 }

@@ -30,14 +30,24 @@
  * Revocation, rotation and expiry do not change a principal already
  * handed out: a long-lived connection re-checks with keys_status.
  *
+ * Usage log. Written on every authenticated attempt, so it is not part of
+ * the record and is never persisted one request at a time. Each key has a
+ * "dirty" flag, set by keys_record_use; a periodic writer collects the
+ * changed logs with keys_usage_dirty (which clears the flags) and stores
+ * them in batches, and at start-up hands them back with keys_usage_load.
+ * What changed since the last collection is lost on a crash; a revoked
+ * key keeps its log (it is history).
+ *
  * Tenancy: the management calls take a tenant filter (NULL = any, for the
  * superadmin); a key of another tenant is reported as not found, so an
  * admin cannot even learn that an id exists elsewhere.
  *
- * Locking: one rwlock over the id index. Authentication, status, lists and
- * usage reads take it shared; create, revoke, rotate and load take it
- * exclusive (rare). The usage log is written on every request, so each
- * record has its own mutex for its ring, taken under the shared lock.
+ * Locking: one rwlock over the id index. Authentication, status, lists,
+ * usage reads and the usage log's collection and loading take it shared;
+ * create, revoke, rotate and load take it exclusive (rare). The usage log
+ * is written on every request, so each record has its own mutex for its
+ * ring and dirty flag, taken under the shared lock (never the other way
+ * round, and never two records' mutexes at once).
  *
  * Record JSON (version 1; members the loader does not know are ignored so
  * a newer node's records still load):
@@ -47,6 +57,12 @@
  *    "prev_hash" (optional), "prev_valid_until_ms",
  *    "superadmin": bool, "perms": spec (principal.h), "cidrs": [text]}
  * Times are Unix milliseconds.
+ *
+ * Usage log JSON (storage form, keys_usage_dirty / keys_usage_load): an
+ * array, oldest first, of at most KEYS_USAGE_MAX
+ *   {"ms": Unix ms, "ip", "endpoint", "outcome"}
+ * whose strings are printable ASCII within their KEYS_USE_*_MAX, as
+ * keys_record_use stores them. Unknown members are ignored.
  *
  * Public view (keys_list, keys_get):
  *   {"id", "tenant", "name", "status": "active"|"revoked"|"expired",
@@ -231,5 +247,28 @@ int keys_record_use(keys_reg_t *reg, const char *id, size_t id_len,
  * KEYS_ENOTFOUND / KEYS_EINTERNAL with *out NULL. */
 int keys_usage(keys_reg_t *reg, const char *id, size_t id_len,
                const char *tenant, size_t tenant_len, json_t **out);
+
+/*
+ * Collects the usage logs changed (by keys_record_use) since they were
+ * last collected: a new JSON object {id: [entries, storage form, oldest
+ * first]} of at most max keys, whose dirty flags are cleared. An empty
+ * object when nothing changed; fewer than max keys means none is left.
+ * NULL without memory (flags not cleared then, except for keys already
+ * in a partial result, which is returned instead).
+ */
+json_t *keys_usage_dirty(keys_reg_t *reg, size_t max);
+
+/*
+ * Restores key id's usage log from entries (storage form, above), at
+ * start-up. Every entry is validated as keys_record_use would have made
+ * it; one bad entry refuses the whole array (KEYS_EINVAL, err says which)
+ * and changes nothing. Only the last KEYS_USAGE_MAX entries of a longer
+ * array are kept. Entries already recorded for the key stay, as the
+ * newest. The key's last use becomes the newest of them all; its dirty
+ * flag does not change. An id that is not a key is ignored (0).
+ * KEYS_EINTERNAL without memory.
+ */
+int keys_usage_load(keys_reg_t *reg, const char *id, size_t id_len,
+                    const json_t *entries, char *err, size_t errcap);
 
 #endif

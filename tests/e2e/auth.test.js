@@ -931,3 +931,62 @@ describe('audit log and metrics', () => {
     assertNoSecretLeak(s);
   });
 });
+
+// --- usage log persistence ----------------------------------------------------------------
+
+describe('usage log across restarts', () => {
+  test('a graceful stop stores it, the 10 s writer stores it before a crash, a revoked key keeps it', async () => {
+    const usage = async (srv, id) => {
+      const r = await api(srv, 'GET', `/api/v1/keys/${id}/usage`);
+      assert.equal(r.status, 200, r.text);
+      return r.json.usage;
+    };
+    let cur = await startServer();
+    const first = cur;
+    try {
+      const k = await createKey(cur, { name: 'persist', permissions: { publish: ['x.>'] } });
+      assert.equal((await pub(cur, 'x.a', 1, { key: k.key })).status, 202);
+      assert401(await pub(cur, 'x.a', 2, { key: wrongSecret(k.key) }));
+      assert403(await pub(cur, 'y.a', 3, { key: k.key }));
+      const before = await usage(cur, k.id);
+      assert.deepEqual(before.map((e) => e.outcome), ['forbidden', 'ok', 'bad_secret', 'ok']);
+      const lastUsed = (await api(cur, 'GET', `/api/v1/keys/${k.id}`)).json.last_used_at;
+      assert.ok(lastUsed);
+
+      // graceful stop (well inside the writer's interval: the shutdown flush stores it)
+      await cur.stop({ cleanup: false });
+      assertNoSecretLeak(cur);
+      const secrets = [...cur.secrets];
+      cur = await first.restart().start();
+      cur.secrets = secrets;
+      assert.deepEqual(await usage(cur, k.id), before, 'the log is back, entry for entry');
+      assert.equal((await api(cur, 'GET', `/api/v1/keys/${k.id}`)).json.last_used_at, lastUsed);
+      // recording goes on on top of the restored entries
+      assert.equal((await pub(cur, 'x.b', 4, { key: k.key })).status, 202);
+      const grown = await usage(cur, k.id);
+      assert.equal(grown.length, before.length + 1);
+      assert.equal(grown[0].outcome, 'ok');
+      assert.deepEqual(grown.slice(1), before);
+
+      // revoked: the refused attempt is logged; after one writer interval
+      // (10 s) a crash does not lose it, and the history stays
+      assert.equal((await api(cur, 'DELETE', `/api/v1/keys/${k.id}`)).status, 200);
+      assert401(await pub(cur, 'x.c', 5, { key: k.key }), INVALID);
+      const revoked = await usage(cur, k.id);
+      assert.equal(revoked[0].outcome, 'revoked');
+      await sleep(12000);
+      await cur.kill9();
+      assertNoSecretLeak(cur, { bootstrapPrinted: false });
+      cur = await first.restart().start();
+      cur.secrets = secrets;
+      assert.deepEqual(await usage(cur, k.id), revoked, 'stored by the periodic writer');
+      const view = await api(cur, 'GET', `/api/v1/keys/${k.id}`);
+      assert.equal(view.json.status, 'revoked');
+      await stillServes(cur);
+      assertNoSecretLeak(cur, { bootstrapPrinted: false });
+    } finally {
+      if (!cur.exited) await cur.stop({ cleanup: false });
+      first.cleanup();
+    }
+  });
+});

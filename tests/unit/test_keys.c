@@ -1,7 +1,8 @@
 /*
  * test_keys.c - the API key registry: create, authenticate, revoke,
  * expire, rotate with grace, IP allowlists, list and usage views, loading
- * persisted records, and concurrent use.
+ * persisted records, persisting the usage log (dirty tracking, loading,
+ * its caps), and concurrent use.
  *
  * Time is always passed in (T0 + offsets), so expiry and grace edges are
  * exact. Secrecy is checked by dumping every public view and error text
@@ -793,6 +794,421 @@ static void test_usage_field_caps(void **state)
     keys_free(reg);
 }
 
+/* --- usage log persistence ------------------------------------------------ */
+
+static void use(keys_reg_t *reg, const tkey_t *k, int64_t ms, const char *ip)
+{
+    assert_int_equal(keys_record_use(reg, k->id, APIKEY_ID_LEN, ms, ip,
+                                     "POST /api/v1/publish?token=x", "ok"), 0);
+}
+
+/* The usage log of k in reg, newest first (public view). */
+static json_t *usage_of(keys_reg_t *reg, const tkey_t *k)
+{
+    json_t *log = NULL;
+
+    assert_int_equal(keys_usage(reg, k->id, APIKEY_ID_LEN, NULL, 0, &log), 0);
+    return log;
+}
+
+static json_t *entry(json_int_t ms, const char *ip, const char *endpoint,
+                     const char *outcome)
+{
+    json_t *e = json_pack("{s:I,s:s,s:s,s:s}", "ms", ms, "ip", ip,
+                          "endpoint", endpoint, "outcome", outcome);
+
+    assert_non_null(e);
+    return e;
+}
+
+/* [n entries, ms from + 0 .. from + n - 1, ip "10.0.0.<i>"] */
+static json_t *entries(size_t n, json_int_t from)
+{
+    json_t *a = json_array();
+    char ip[32];
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        snprintf(ip, sizeof ip, "10.0.%zu.%zu", i / 256, i % 256);
+        json_array_append_new(a, entry(from + (json_int_t)i, ip, "GET /x",
+                                       "ok"));
+    }
+    return a;
+}
+
+static void test_usage_dirty(void **state)
+{
+    keys_reg_t *reg = keys_new(), *other = keys_new();
+    char err[KEYS_ERR_LEN];
+    json_t *d, *log, *revoked;
+    tkey_t a, b;
+    int i;
+
+    create(reg, "t", NULL, NULL, 0, &a);
+    create(reg, "t", NULL, NULL, 0, &b);
+    d = keys_usage_dirty(reg, 10);
+    assert_json_text(d, "{}");                 /* nothing used yet */
+    json_decref(d);
+
+    use(reg, &a, T0, "10.0.0.1");
+    use(reg, &a, T0 + 1, "bad\nip");
+    d = keys_usage_dirty(reg, 10);
+    assert_int_equal(json_object_size(d), 1);
+    log = json_pack("[{s:I,s:s,s:s,s:s},{s:I,s:s,s:s,s:s}]",
+                    "ms", (json_int_t)T0, "ip", "10.0.0.1",
+                    "endpoint", "POST /api/v1/publish", "outcome", "ok",
+                    "ms", (json_int_t)(T0 + 1), "ip", "bad?ip",
+                    "endpoint", "POST /api/v1/publish", "outcome", "ok");
+    assert_true(json_equal(json_object_get(d, a.id), log));  /* oldest first */
+    json_decref(log);
+    json_decref(d);
+    d = keys_usage_dirty(reg, 10);
+    assert_json_text(d, "{}");                 /* the flag was cleared */
+    json_decref(d);
+
+    /* max bounds one collection; the rest stay dirty for the next */
+    use(reg, &a, T0 + 2, "::1");
+    use(reg, &b, T0 + 3, "::1");
+    d = keys_usage_dirty(reg, 0);
+    assert_json_text(d, "{}");
+    json_decref(d);
+    d = keys_usage_dirty(reg, 1);
+    assert_int_equal(json_object_size(d), 1);
+    json_decref(d);
+    d = keys_usage_dirty(reg, 1);
+    assert_int_equal(json_object_size(d), 1);
+    json_decref(d);
+    d = keys_usage_dirty(reg, 1);
+    assert_int_equal(json_object_size(d), 0);
+    json_decref(d);
+
+    /* a wrapped ring comes out oldest first, the last KEYS_USAGE_MAX */
+    for (i = 0; i < 150; i++)
+        use(reg, &b, T0 + 100 + i, "::1");
+    d = keys_usage_dirty(reg, 10);
+    log = json_object_get(d, b.id);
+    assert_int_equal(json_object_size(d), 1);
+    assert_int_equal(json_array_size(log), KEYS_USAGE_MAX);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(log, 0), "ms")), T0 + 150);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(log, KEYS_USAGE_MAX - 1), "ms")),
+                     T0 + 249);
+    json_decref(d);
+
+    /* a replaced (revoked) record keeps its log and its dirty flag */
+    assert_int_equal(keys_load(other, a.record, err, sizeof err), 0);
+    assert_int_equal(keys_revoke(other, a.id, APIKEY_ID_LEN, NULL, 0, T0 + 5,
+                                 &revoked), 0);
+    use(reg, &a, T0 + 4, "::1");
+    assert_int_equal(keys_load(reg, revoked, err, sizeof err), 0);
+    assert_int_equal(auth(reg, a.text, NULL, T0 + 6), KEYS_AUTH_REVOKED);
+    d = keys_usage_dirty(reg, 10);
+    assert_int_equal(json_array_size(json_object_get(d, a.id)), 4);
+    json_decref(d);
+    log = usage_of(reg, &a);
+    assert_int_equal(json_array_size(log), 4);
+    json_decref(log);
+    json_decref(revoked);
+    drop(&a);
+    drop(&b);
+    keys_free(other);
+    keys_free(reg);
+}
+
+static void test_usage_load_roundtrip(void **state)
+{
+    keys_reg_t *reg = keys_new(), *next = keys_new();
+    char err[KEYS_ERR_LEN];
+    json_t *d, *v, *log1, *log2, *view1, *view2;
+    const char *id;
+    tkey_t a, b, c;
+
+    create(reg, "t", NULL, NULL, 0, &a);
+    create(reg, "t", NULL, NULL, 0, &b);
+    create(reg, "t", NULL, NULL, 0, &c);        /* never used */
+    use(reg, &a, T0 + 1, "10.0.0.1");
+    use(reg, &a, T0 + 2, "10.0.0.2");
+    use(reg, &b, T0 + 3, "::1");
+    d = keys_usage_dirty(reg, 10);
+    assert_int_equal(json_object_size(d), 2);
+
+    /* a restart: the records, then the stored usage logs */
+    assert_int_equal(keys_load(next, a.record, err, sizeof err), 0);
+    assert_int_equal(keys_load(next, b.record, err, sizeof err), 0);
+    assert_int_equal(keys_load(next, c.record, err, sizeof err), 0);
+    json_object_foreach(d, id, v)
+        assert_int_equal(keys_usage_load(next, id, strlen(id), v, err,
+                                         sizeof err), 0);
+    log1 = usage_of(reg, &a);
+    log2 = usage_of(next, &a);
+    assert_true(json_equal(log1, log2));
+    json_decref(log1);
+    json_decref(log2);
+    log1 = usage_of(reg, &b);
+    log2 = usage_of(next, &b);
+    assert_true(json_equal(log1, log2));
+    json_decref(log1);
+    json_decref(log2);
+    log2 = usage_of(next, &c);
+    assert_int_equal(json_array_size(log2), 0);
+    json_decref(log2);
+    /* last_used_at survives too */
+    assert_int_equal(keys_get(reg, a.id, APIKEY_ID_LEN, NULL, 0, T0, &view1), 0);
+    assert_int_equal(keys_get(next, a.id, APIKEY_ID_LEN, NULL, 0, T0, &view2), 0);
+    assert_string_equal(json_string_value(json_object_get(view2, "last_used_at")),
+                        "2023-11-14T22:13:20.002Z");
+    assert_true(json_equal(view1, view2));
+    json_decref(view1);
+    json_decref(view2);
+    /* loading is not a change to write back */
+    v = keys_usage_dirty(next, 10);
+    assert_json_text(v, "{}");
+    json_decref(v);
+
+    /* an unknown id, or no id at all, is ignored */
+    v = json_object_get(d, a.id);
+    assert_int_equal(keys_usage_load(next, S("ZZZZZZZZZZZZ"), v, err, sizeof err), 0);
+    assert_int_equal(keys_usage_load(next, S("short"), v, err, sizeof err), 0);
+    assert_int_equal(keys_usage_load(next, NULL, 0, v, err, sizeof err), 0);
+    assert_int_equal(keys_count(next), 3);
+    json_decref(d);
+    drop(&a);
+    drop(&b);
+    drop(&c);
+    keys_free(next);
+    keys_free(reg);
+}
+
+static void test_usage_load_caps(void **state)
+{
+    keys_reg_t *reg = keys_new();
+    char err[KEYS_ERR_LEN];
+    json_t *arr, *log, *d;
+    tkey_t k;
+
+    create(reg, "t", NULL, NULL, 0, &k);
+    /* longer than KEYS_USAGE_MAX: the newest KEYS_USAGE_MAX are kept */
+    arr = entries(150, T0);
+    assert_int_equal(keys_usage_load(reg, k.id, APIKEY_ID_LEN, arr, err,
+                                     sizeof err), 0);
+    json_decref(arr);
+    log = usage_of(reg, &k);
+    assert_int_equal(json_array_size(log), KEYS_USAGE_MAX);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(log, 0), "ip")), "10.0.0.149");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(log, KEYS_USAGE_MAX - 1), "ip")),
+                        "10.0.0.50");
+    json_decref(log);
+    d = keys_usage_dirty(reg, 10);
+    assert_json_text(d, "{}");
+    json_decref(d);
+
+    /* loaded entries go before those recorded already, which stay newest */
+    keys_free(reg);
+    reg = keys_new();
+    assert_int_equal(keys_load(reg, k.record, err, sizeof err), 0);
+    use(reg, &k, T0 + 5000, "192.0.2.1");
+    arr = entries(KEYS_USAGE_MAX, T0);
+    assert_int_equal(keys_usage_load(reg, k.id, APIKEY_ID_LEN, arr, err,
+                                     sizeof err), 0);
+    json_decref(arr);
+    log = usage_of(reg, &k);
+    assert_int_equal(json_array_size(log), KEYS_USAGE_MAX);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(log, 0), "ip")), "192.0.2.1");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(log, 1), "ip")), "10.0.0.99");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(log, KEYS_USAGE_MAX - 1), "ip")),
+                        "10.0.0.1");             /* 10.0.0.0 fell off */
+    json_decref(log);
+    /* the ring still turns after a load */
+    use(reg, &k, T0 + 6000, "192.0.2.2");
+    d = keys_usage_dirty(reg, 10);
+    log = json_object_get(d, k.id);
+    assert_int_equal(json_array_size(log), KEYS_USAGE_MAX);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(log, KEYS_USAGE_MAX - 1), "ip")),
+                        "192.0.2.2");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(log, 0), "ip")), "10.0.0.2");
+    json_decref(d);
+    /* an empty array changes nothing */
+    arr = json_array();
+    assert_int_equal(keys_usage_load(reg, k.id, APIKEY_ID_LEN, arr, err,
+                                     sizeof err), 0);
+    json_decref(arr);
+    log = usage_of(reg, &k);
+    assert_int_equal(json_array_size(log), KEYS_USAGE_MAX);
+    json_decref(log);
+    drop(&k);
+    keys_free(reg);
+}
+
+static void test_usage_load_errors(void **state)
+{
+    static const struct {
+        const char *entry;             /* JSON of the second entry */
+        const char *err;               /* expected in the error text */
+    } bad[] = {
+        {"[]", "usage[1]: must be an object"},
+        {"{\"ip\":\"\",\"endpoint\":\"\",\"outcome\":\"\"}", "usage[1]: ms"},
+        {"{\"ms\":-1,\"ip\":\"\",\"endpoint\":\"\",\"outcome\":\"\"}", "ms"},
+        {"{\"ms\":\"1\",\"ip\":\"\",\"endpoint\":\"\",\"outcome\":\"\"}", "ms"},
+        {"{\"ms\":1.5,\"ip\":\"\",\"endpoint\":\"\",\"outcome\":\"\"}", "ms"},
+        {"{\"ms\":253402300800000,\"ip\":\"\",\"endpoint\":\"\","
+         "\"outcome\":\"\"}", "ms"},
+        {"{\"ms\":1,\"endpoint\":\"\",\"outcome\":\"\"}", "ip"},
+        {"{\"ms\":1,\"ip\":7,\"endpoint\":\"\",\"outcome\":\"\"}", "ip"},
+        {"{\"ms\":1,\"ip\":\"a\\nb\",\"endpoint\":\"\",\"outcome\":\"\"}",
+         "ip"},
+        {"{\"ms\":1,\"ip\":\"a\\u007fb\",\"endpoint\":\"\",\"outcome\":\"\"}",
+         "ip"},
+        {"{\"ms\":1,\"ip\":\"\\u00e9\",\"endpoint\":\"\",\"outcome\":\"\"}",
+         "ip"},
+        {"{\"ms\":1,\"ip\":\"\",\"endpoint\":null,\"outcome\":\"\"}",
+         "endpoint"},
+        {"{\"ms\":1,\"ip\":\"\",\"endpoint\":\"\",\"outcome\":false}",
+         "outcome"},
+    };
+    keys_reg_t *reg = keys_new();
+    char err[KEYS_ERR_LEN], big[KEYS_USE_ENDPOINT_MAX + 2];
+    json_t *arr, *log, *e;
+    size_t i;
+    tkey_t k;
+
+    create(reg, "t", NULL, NULL, 0, &k);
+    use(reg, &k, T0, "192.0.2.1");
+    assert_int_equal(keys_usage_load(reg, k.id, APIKEY_ID_LEN, NULL, err,
+                                     sizeof err), KEYS_EINVAL);
+    arr = parse("{\"ms\":1}");
+    assert_int_equal(keys_usage_load(reg, k.id, APIKEY_ID_LEN, arr, err,
+                                     sizeof err), KEYS_EINVAL);
+    assert_non_null(strstr(err, "array"));
+    json_decref(arr);
+    for (i = 0; i < NROWS(bad); i++) {
+        arr = entries(1, T0);
+        json_array_append_new(arr, parse(bad[i].entry));
+        json_array_append_new(arr, entry(T0 + 2, "", "", ""));
+        err[0] = '\0';
+        if (keys_usage_load(reg, k.id, APIKEY_ID_LEN, arr, err, sizeof err) !=
+            KEYS_EINVAL)
+            fail_msg("entry %s accepted", bad[i].entry);
+        if (strstr(err, bad[i].err) == NULL)
+            fail_msg("entry %s: error \"%s\" lacks \"%s\"", bad[i].entry, err,
+                     bad[i].err);
+        json_decref(arr);
+    }
+    /* a NUL inside a member (jansson allows it when asked to) */
+    e = entry(T0 + 1, "", "", "");
+    json_object_set_new(e, "outcome", json_stringn("o\0k", 3));
+    arr = json_array();
+    json_array_append_new(arr, e);
+    assert_int_equal(keys_usage_load(reg, k.id, APIKEY_ID_LEN, arr, err,
+                                     sizeof err), KEYS_EINVAL);
+    assert_non_null(strstr(err, "usage[0]: outcome"));
+    json_decref(arr);
+    /* each text member: its cap is fine, one byte more is not */
+    memset(big, 'a', sizeof big);
+    for (i = 0; i < 3; i++) {
+        static const char *const names[] = {"ip", "endpoint", "outcome"};
+        static const size_t caps[] = {KEYS_USE_IP_MAX, KEYS_USE_ENDPOINT_MAX,
+                                      KEYS_USE_OUTCOME_MAX};
+        int want;
+
+        for (want = 0; want >= KEYS_EINVAL; want += KEYS_EINVAL) {
+            e = entry(T0 + 1, "", "", "");
+            json_object_set_new(e, names[i], json_stringn(big, caps[i] +
+                                                          (want != 0)));
+            arr = json_array();
+            json_array_append_new(arr, e);
+            if (keys_usage_load(reg, k.id, APIKEY_ID_LEN, arr, err,
+                                sizeof err) != want)
+                fail_msg("%s of %zu bytes: not %d", names[i],
+                         caps[i] + (want != 0), want);
+            json_decref(arr);
+        }
+    }
+    /* refused arrays changed nothing: the recorded entry and the three
+     * accepted at-cap entries (before it), no more */
+    log = usage_of(reg, &k);
+    assert_int_equal(json_array_size(log), 4);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(log, 0), "ip")), "192.0.2.1");
+    json_decref(log);
+    /* unknown members are ignored (a newer node's log loads) */
+    e = entry(T0 - 1, "::1", "GET /", "ok");
+    json_object_set_new(e, "future", json_true());
+    arr = json_array();
+    json_array_append_new(arr, e);
+    assert_int_equal(keys_usage_load(reg, k.id, APIKEY_ID_LEN, arr, err,
+                                     sizeof err), 0);
+    json_decref(arr);
+    log = usage_of(reg, &k);
+    assert_int_equal(json_array_size(log), 5);
+    assert_null(json_object_get(json_array_get(log, 4), "future"));
+    json_decref(log);
+    drop(&k);
+    keys_free(reg);
+}
+
+typedef struct use_thread {
+    keys_reg_t *reg;
+    const tkey_t *k;
+} use_thread_t;
+
+static void *use_thread(void *arg)
+{
+    use_thread_t *t = arg;
+    int i;
+
+    for (i = 0; i < 2000; i++)
+        keys_record_use(t->reg, t->k->id, APIKEY_ID_LEN, T0 + i, "::1", "/",
+                        "ok");
+    return NULL;
+}
+
+/* Collecting while a loop records never loses the final state. */
+static void test_usage_dirty_threads(void **state)
+{
+    keys_reg_t *reg = keys_new();
+    use_thread_t t = {.reg = reg};
+    json_t *d, *last = NULL, *log;
+    pthread_t th;
+    tkey_t k;
+    int n;
+
+    create(reg, "t", NULL, NULL, 0, &k);
+    t.k = &k;
+    assert_int_equal(pthread_create(&th, NULL, use_thread, &t), 0);
+    for (n = 0; n < 200; n++) {
+        d = keys_usage_dirty(reg, 1);
+        assert_non_null(d);
+        if ((log = json_object_get(d, k.id)) != NULL) {
+            json_decref(last);
+            last = json_incref(log);
+        }
+        json_decref(d);
+    }
+    pthread_join(th, NULL);
+    d = keys_usage_dirty(reg, 1);
+    if ((log = json_object_get(d, k.id)) != NULL) {
+        json_decref(last);
+        last = json_incref(log);
+    }
+    json_decref(d);
+    assert_non_null(last);
+    assert_int_equal(json_array_size(last), KEYS_USAGE_MAX);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(last, KEYS_USAGE_MAX - 1), "ms")),
+                     T0 + 1999);
+    json_decref(last);
+    drop(&k);
+    keys_free(reg);
+}
+
 /* --- load ----------------------------------------------------------------- */
 
 typedef struct scenario {
@@ -1245,6 +1661,11 @@ int main(void)
         cmocka_unit_test(test_list_no_secret),
         cmocka_unit_test(test_usage_log),
         cmocka_unit_test(test_usage_field_caps),
+        cmocka_unit_test(test_usage_dirty),
+        cmocka_unit_test(test_usage_load_roundtrip),
+        cmocka_unit_test(test_usage_load_caps),
+        cmocka_unit_test(test_usage_load_errors),
+        cmocka_unit_test(test_usage_dirty_threads),
         cmocka_unit_test(test_load_reproduces),
         cmocka_unit_test(test_load_stale_and_usage),
         cmocka_unit_test(test_load_errors),
