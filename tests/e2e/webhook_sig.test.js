@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { Webhooks } from '@octokit/webhooks';
 import { Webhook } from 'standardwebhooks';
 import { BIN, Server, waitFor } from './lib/server.js';
+import { readEvents } from './lib/readback.js';
 
 const GH_SECRET = 'gh-s3cret-for-e2e';
 const KAKAO_SECRET = 'kakao-s3cret-for-e2e';
@@ -69,40 +70,8 @@ function assertRefused(r, status, code, message) {
 // Every stored event of `subject` (a pattern) from the start, read over SSE
 // with `key`, until `until(events)` holds (bounded by timeout).
 async function readStored(s, subject, until, { key = adminKey(s), timeout = 10000 } = {}) {
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), timeout);
-  const events = [];
-  let text = '';
-  let done = false;
-  try {
-    const res = await fetch(`${s.url}/api/v1/stream?subject=${encodeURIComponent(subject)}&since=0`, {
-      signal: ac.signal, headers: { authorization: `Bearer ${key}` },
-    });
-    if (res.status !== 200) throw new Error(`stream answered ${res.status}: ${await res.text()}`);
-    const reader = res.body.getReader();
-    const dec = new TextDecoder();
-    while (!done) {
-      const { value, done: end } = await reader.read();
-      if (end) break;
-      text += dec.decode(value, { stream: true });
-      let sep;
-      while ((sep = text.indexOf('\n\n')) >= 0) {
-        const block = text.slice(0, sep);
-        text = text.slice(sep + 2);
-        const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6));
-        if (!data.length) continue;
-        events.push(JSON.parse(data.join('\n')));
-        if (until(events)) { done = true; break; }
-      }
-    }
-  } catch (e) {
-    if (e.name !== 'AbortError') throw e;
-  } finally {
-    clearTimeout(timer);
-    ac.abort();
-  }
-  if (!done) throw new Error(`readStored ${subject}: condition not met (${events.length} events)`);
-  return events;
+  const evs = await readEvents(s, { subject, key, timeout, until: (e) => until(e.map((x) => x.data)) });
+  return evs.map((x) => x.data);
 }
 
 // The history of subject holds exactly the message `id` (the last good
