@@ -873,8 +873,9 @@ static void usage_flush(void)
 
     while (more && (logs = keys_usage_dirty(A.keys, AUTH_USAGE_BATCH)) != NULL) {
         more = json_object_size(logs) == AUTH_USAGE_BATCH;
-        json_object_foreach(logs, id, entries)
+        json_object_foreach(logs, id, entries) {
             usage_put(&b, id, entries);
+        }
         json_decref(logs);
         pthread_mutex_lock(&b.mu);
         while (b.pending)
