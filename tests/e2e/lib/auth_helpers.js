@@ -82,6 +82,10 @@ export async function createKey(server, spec, by = server.adminKey) {
 // The id part of an API key.
 export const keyId = (key) => key.split('_')[1];
 
+// The secret part: everything after "sb_<12-char id>_" (base64url, so it
+// may itself contain '_').
+export const keySecret = (key) => key.slice('sb_'.length + 12 + 1);
+
 // The same key with one secret character changed (still well-formed).
 export function wrongSecret(key) {
   const i = key.length - 10;
