@@ -39,6 +39,7 @@
 #include "auth/cidr.h"
 #include "core/clock.h"
 #include "core/errmsg.h"
+#include "core/hex.h"
 #include "core/utf8.h"
 
 #define KEYS__MS_MAX 253402300799999ll /* 9999-12-31T23:59:59.999Z */
@@ -251,32 +252,15 @@ static void keys__hex(const uint8_t *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int keys__unhex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* Exactly 2 * APIKEY_HASH_LEN lowercase hex digits into out. */
+/* Exactly 2 * APIKEY_HASH_LEN lowercase hex digits into out (one
+ * spelling per digest, as keys__hex writes it). */
 static bool keys__unhex_hash(const json_t *v, uint8_t out[APIKEY_HASH_LEN])
 {
     const char *s = json_string_value(v);
-    size_t i;
+    size_t len = json_string_length(v);
 
-    if (!json_is_string(v) || json_string_length(v) != 2 * APIKEY_HASH_LEN)
-        return false;
-    for (i = 0; i < APIKEY_HASH_LEN; i++) {
-        int hi = keys__unhex_digit(s[2 * i]);
-        int lo = keys__unhex_digit(s[2 * i + 1]);
-
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
+    return json_is_string(v) && strspn(s, "0123456789abcdef") == len &&
+           hex_decode(s, len, out, APIKEY_HASH_LEN);
 }
 
 static json_t *keys__cidrs_json(const keys__rec_t *r)

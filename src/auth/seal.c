@@ -18,22 +18,12 @@
 #include <openssl/rand.h>
 
 #include "core/base64.h"
+#include "core/hex.h"
 
 #define SEAL__NONCE 12
 #define SEAL__TAG 16
 #define SEAL__RAW_MAX (SEAL__NONCE + SEAL_PLAIN_MAX + SEAL__TAG)
 #define SEAL__PREFIX_LEN (sizeof(SEAL_PREFIX) - 1)
-
-static int seal__hex(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int seal_key_parse(const char *text, size_t len,
                    unsigned char key[SEAL_KEY_LEN])
@@ -41,22 +31,10 @@ int seal_key_parse(const char *text, size_t len,
     unsigned char tmp[SEAL_KEY_LEN + 4];
     long n;
 
-    if (len == 2 * SEAL_KEY_LEN) {
-        size_t i;
-
-        for (i = 0; i < SEAL_KEY_LEN; i++) {
-            int hi = seal__hex((unsigned char)text[2 * i]);
-            int lo = seal__hex((unsigned char)text[2 * i + 1]);
-
-            if (hi < 0 || lo < 0)
-                break;
-            tmp[i] = (unsigned char)(hi << 4 | lo);
-        }
-        if (i == SEAL_KEY_LEN) {
-            memcpy(key, tmp, SEAL_KEY_LEN);
-            OPENSSL_cleanse(tmp, sizeof tmp);
-            return 0;
-        }
+    if (hex_decode(text, len, tmp, SEAL_KEY_LEN)) {
+        memcpy(key, tmp, SEAL_KEY_LEN);
+        OPENSSL_cleanse(tmp, sizeof tmp);
+        return 0;
     }
     n = base64_decode(text, len, tmp, sizeof tmp, B64_STD);
     if (n < 0)

@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 
 #include "core/base64.h"
+#include "core/hex.h"
 
 #define MAC_MAX 64                  /* SHA-512 */
 #define STD_MAC_LEN 32
@@ -89,34 +90,6 @@ sig_kind_t sig_cfg_kind(const sig_cfg_t *cfg)
 
 /* ---- encodings -------------------------------------------------------- */
 
-static int hex_val(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* Decodes exactly want bytes of hex (either case) from s; false otherwise. */
-static bool hex_decode(span_t s, unsigned char *out, size_t want)
-{
-    size_t i;
-
-    if (s.n != want * 2)
-        return false;
-    for (i = 0; i < want; i++) {
-        int hi = hex_val((unsigned char)s.p[2 * i]);
-        int lo = hex_val((unsigned char)s.p[2 * i + 1]);
-
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return true;
-}
-
 /* Strict standard base64 (RFC 4648 section 4): padded, unused bits zero,
  * at most max decoded bytes. Returns the decoded length or -1. */
 static long b64_decode(span_t s, unsigned char *out, size_t max)
@@ -129,7 +102,7 @@ static bool mac_decode(sig_enc_t enc, span_t s, unsigned char *out,
                        size_t want)
 {
     if (enc == ENC_HEX)
-        return hex_decode(s, out, want);
+        return hex_decode(s.p, s.n, out, want);
     return b64_decode(s, out, want) == (long)want;
 }
 

@@ -36,6 +36,8 @@
 #include <limits.h>
 #include <string.h>
 
+#include "core/hex.h"
+
 #define C_TCHAR 1u   /* token character (RFC 9110 5.6.2) */
 #define C_FIELD 2u   /* field-value byte: HTAB, SP, VCHAR, obs-text */
 #define C_VCHAR 4u   /* 0x21-0x7E: request-target byte */
@@ -523,14 +525,6 @@ void http_chunked_init(http_chunked_t *c)
     c->trailer_bytes = 0;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch = (char)lower((unsigned char)ch);
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 /* The state after `ch` inside a chunk extension, or -1 (400). */
 static int ck_ext(int state, char ch)
 {
@@ -572,7 +566,7 @@ static int ck_ext(int state, char ch)
 /* A byte of the size line after `digits` hex digits. */
 static int ck_size_byte(http_chunked_t *c, char ch, size_t digits)
 {
-    int d = hexval(ch);
+    int d = hex_digit((unsigned char)ch);
 
     if (d >= 0) {
         if (digits == CHUNK_MAX_HEX)

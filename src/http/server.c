@@ -24,6 +24,7 @@
 #include <strings.h>
 
 #include "core/clock.h"
+#include "core/hex.h"
 #include "core/json.h"
 #include "ops/log.h"
 #include "ops/metrics.h"
@@ -568,14 +569,6 @@ bool http_header_has_token(const http_req_t *r, const char *name, const char *to
     return false;
 }
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
 int http_pct_decode(const char *s, size_t len, buf_t *out, bool plus_space)
 {
     for (size_t i = 0; i < len; i++) {
@@ -584,8 +577,8 @@ int http_pct_decode(const char *s, size_t len, buf_t *out, bool plus_space)
             int hi, lo;
             if (i + 2 >= len)
                 return -1;
-            hi = hexval((unsigned char)s[i + 1]);
-            lo = hexval((unsigned char)s[i + 2]);
+            hi = hex_digit((unsigned char)s[i + 1]);
+            lo = hex_digit((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             ch = (char)(hi * 16 + lo);
