@@ -13,7 +13,8 @@
  * be durable before the server says it is listening, but the store answers
  * through loop posts and the loops are not running yet: serve.c's post
  * function runs completions for target NULL on the store's thread, and
- * meta_put_sync waits for that on a condition variable.
+ * meta_put_sync (a put_batch_t of one) waits for that on a condition
+ * variable.
  *
  * Usage logs (auth.h) are stored by a thread of their own, started by
  * auth_init and stopped by auth_flush or auth_shutdown: the loops must
@@ -553,37 +554,72 @@ void auth_lease_release(auth_lease_t *l)
 
 /* --- start-up ------------------------------------------------------------------- */
 
-typedef struct sync_put {
+/*
+ * Puts made from a thread that is not a loop (start-up, the usage writer)
+ * and waited for there: their completions (target NULL) run on the
+ * store's thread and only count down and wake the waiter.
+ */
+typedef struct put_batch {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool done;
-    int err;
-} sync_put_t;
+    size_t pending;
+    int err;                       /* the first failure */
+} put_batch_t;
 
-static void sync_put_done(void *arg, int err, uint64_t rev)
+#define PUT_BATCH_INIT {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER}
+
+static void batch_done(void *arg, int err, uint64_t rev)
 {
-    sync_put_t *w = arg;
+    put_batch_t *b = arg;
 
-    pthread_mutex_lock(&w->mu);
-    w->err = err;
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_lock(&b->mu);
+    if (err && !b->err)
+        b->err = err;
+    if (--b->pending == 0)
+        pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* Queues one put in b: 0, or the STORE_E* that kept it from being queued. */
+static int batch_put(put_batch_t *b, const char *ns, const char *key, const void *v,
+                     size_t len)
+{
+    int rc;
+
+    pthread_mutex_lock(&b->mu);
+    b->pending++;
+    pthread_mutex_unlock(&b->mu);
+    rc = store_meta_put(A.store, ns, key, v, len, 0, NULL, batch_done, b);
+    if (rc) {
+        pthread_mutex_lock(&b->mu);
+        b->pending--;
+        pthread_mutex_unlock(&b->mu);
+    }
+    return rc;
+}
+
+/* Waits until every put of b is done; returns (and clears) the first
+ * failure, 0 when all were stored. */
+static int batch_wait(put_batch_t *b)
+{
+    int err;
+
+    pthread_mutex_lock(&b->mu);
+    while (b->pending)
+        pthread_cond_wait(&b->cv, &b->mu);
+    err = b->err;
+    b->err = 0;
+    pthread_mutex_unlock(&b->mu);
+    return err;
 }
 
 /* A durable put before the loops run (see the note at the top). */
 static int meta_put_sync(const char *ns, const char *key, const void *v, size_t len)
 {
-    sync_put_t w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-    int rc = store_meta_put(A.store, ns, key, v, len, 0, NULL, sync_put_done, &w);
+    put_batch_t b = PUT_BATCH_INIT;
+    int rc = batch_put(&b, ns, key, v, len);
 
-    if (rc)
-        return rc;
-    pthread_mutex_lock(&w.mu);
-    while (!w.done)
-        pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    return w.err;
+    return rc ? rc : batch_wait(&b);
 }
 
 static int persist_key_sync(const json_t *record)
@@ -805,26 +841,6 @@ static int load_usage(void *ctx, const char *key, const unsigned char *value, si
     return 0;      /* history: never a reason not to start */
 }
 
-/* Puts in flight of one batch; the completions run on the store's thread. */
-typedef struct usage_batch {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    size_t pending;
-    int err;
-} usage_batch_t;
-
-static void usage_put_done(void *arg, int err, uint64_t rev)
-{
-    usage_batch_t *b = arg;
-
-    pthread_mutex_lock(&b->mu);
-    if (err && !b->err)
-        b->err = err;
-    if (--b->pending == 0)
-        pthread_cond_signal(&b->cv);
-    pthread_mutex_unlock(&b->mu);
-}
-
 /* The first failure is logged; the rest would only repeat it. */
 static void usage_error(int err)
 {
@@ -836,23 +852,11 @@ static void usage_error(int err)
 }
 
 /* Puts one key's log; b counts it until its completion. */
-static void usage_put(usage_batch_t *b, const char *id, const json_t *entries)
+static void usage_put(put_batch_t *b, const char *id, const json_t *entries)
 {
     char *text = json_dumps(entries, JSON_COMPACT);
-    int rc = STORE_ENOMEM;
+    int rc = text ? batch_put(b, AUTH_NS_USAGE, id, text, strlen(text)) : STORE_ENOMEM;
 
-    if (text) {
-        pthread_mutex_lock(&b->mu);
-        b->pending++;
-        pthread_mutex_unlock(&b->mu);
-        rc = store_meta_put(A.store, AUTH_NS_USAGE, id, text, strlen(text), 0, NULL,
-                            usage_put_done, b);
-        if (rc) {
-            pthread_mutex_lock(&b->mu);
-            b->pending--;
-            pthread_mutex_unlock(&b->mu);
-        }
-    }
     free(text);
     if (rc)
         usage_error(rc);
@@ -866,8 +870,9 @@ static void usage_put(usage_batch_t *b, const char *id, const json_t *entries)
  */
 static void usage_flush(void)
 {
-    usage_batch_t b = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    put_batch_t b = PUT_BATCH_INIT;
     bool more = true;
+    int err;
     json_t *logs, *entries;
     const char *id;
 
@@ -877,13 +882,8 @@ static void usage_flush(void)
             usage_put(&b, id, entries);
         }
         json_decref(logs);
-        pthread_mutex_lock(&b.mu);
-        while (b.pending)
-            pthread_cond_wait(&b.cv, &b.mu);
-        pthread_mutex_unlock(&b.mu);
-        if (b.err)
-            usage_error(b.err);
-        b.err = 0;
+        if ((err = batch_wait(&b)) != 0)
+            usage_error(err);
     }
 }
 
