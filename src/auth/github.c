@@ -1,16 +1,15 @@
 /*
  * github.c - the blocking GitHub client. See github.h.
  *
- * One libcurl easy handle per request: calls are rare (a login, a
- * permission refresh) and each runs on a libuv worker thread, so sharing
- * handles would buy nothing but locking. Every request goes through
- * github__request, which pins the protocols, timeout, body cap and
- * headers; the callers only build URLs and read JSON. The token travels in
- * the Authorization header list, which is wiped before it is freed.
+ * Calls are rare (a login, a permission refresh) and each runs on a libuv
+ * worker thread, so each is one blocking net/fetch.h request (its policy:
+ * http/https only, no redirects, a body cap). Every request goes through
+ * github__request, which adds the timeout and headers; the callers only
+ * build URLs and read JSON. The token travels in an Authorization line
+ * that is wiped after the request, as are fetch's copies of it.
  */
 #include "auth/github.h"
 
-#include <curl/curl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,6 +21,7 @@
 
 #include "core/buf.h"
 #include "core/errmsg.h"
+#include "net/fetch.h"
 
 #define GITHUB__URL_MAX 2048
 
@@ -31,85 +31,41 @@ typedef struct github__req {
     const char *form;                /* NULL: GET; else a POST body */
 } github__req_t;
 
-static size_t github__write(char *p, size_t size, size_t n, void *ud)
-{
-    return buf_append(ud, p, size * n) == 0 ? size * n : 0;
-}
-
-/* The header list of a request; the token line is built in a wiped
- * buffer. NULL without memory. */
-static struct curl_slist *github__headers(const char *token)
-{
-    struct curl_slist *h = NULL, *t;
-    char line[GITHUB_TOKEN_MAX + 32];
-
-    h = curl_slist_append(NULL, "Accept: application/json");
-    if (h && token) {
-        snprintf(line, sizeof line, "Authorization: Bearer %s", token);
-        t = curl_slist_append(h, line);
-        OPENSSL_cleanse(line, sizeof line);
-        if (!t) {
-            curl_slist_free_all(h);
-            return NULL;
-        }
-        h = t;
-    }
-    if (h && (t = curl_slist_append(h, "X-GitHub-Api-Version: 2022-11-28")))
-        h = t;
-    return h;
-}
-
-/* Wipes the Authorization line before the list is freed. */
-static void github__headers_free(struct curl_slist *h)
-{
-    for (struct curl_slist *i = h; i; i = i->next)
-        OPENSSL_cleanse(i->data, strlen(i->data));
-    curl_slist_free_all(h);
-}
-
 /*
  * Performs q and parses the reply into *doc (a JSON value the caller
  * decrefs). GITHUB_OK only for status 200 and a JSON body; 401 is
- * GITHUB_EAUTH. err gets a constant reason and the status.
+ * GITHUB_EAUTH. err gets a constant reason and the status. The token,
+ * when there is one, is sent in an Authorization line built in a buffer
+ * that is wiped (fetch wipes its own copies).
  */
 static int github__request(const github__req_t *q, json_t **doc, char *err,
                            size_t errlen)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = github__headers(q->token);
+    char auth[GITHUB_TOKEN_MAX + 32] = "";
+    const char *headers[] = {"Accept: application/json", "X-GitHub-Api-Version: 2022-11-28",
+                             q->token ? auth : NULL, NULL};
+    fetch_req_t f = {.url = q->url, .headers = headers, .form = q->form,
+                     .timeout_ms = GITHUB_TIMEOUT_MS};
     json_error_t jerr;
-    CURLcode cc;
+    const char *why;
     long status = 0;
     buf_t body;
     int rc = GITHUB_EFAIL;
+    fetch_result_t fr;
 
     *doc = NULL;
     buf_init(&body, GITHUB_BODY_MAX);
-    if (!c || !h) {
-        errmsg(err, errlen, "out of memory");
+    if (q->token)
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", q->token);
+    fr = fetch(&f, &body, &status, &why);
+    OPENSSL_cleanse(auth, sizeof auth);
+    if (fr == FETCH_ENOMEM) {
+        errmsg(err, errlen, "%s", why);
         rc = GITHUB_ENOMEM;
-        goto out;
-    }
-    if (curl_easy_setopt(c, CURLOPT_URL, q->url) ||
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") ||
-        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) ||
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, GITHUB_TIMEOUT_MS) ||
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) ||
-        curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)GITHUB_BODY_MAX) ||
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, github__write) ||
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &body) ||
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h) ||
-        curl_easy_setopt(c, CURLOPT_USERAGENT, "switchboard") ||
-        (q->form && curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->form))) {
-        errmsg(err, errlen, "cannot set up the request");
-        goto out;
-    }
-    cc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    if (cc == CURLE_WRITE_ERROR || cc == CURLE_FILESIZE_EXCEEDED) {
+    } else if (fr == FETCH_ETOOBIG) {
         errmsg(err, errlen, "GitHub's reply is too large");
-    } else if (cc != CURLE_OK) {
-        errmsg(err, errlen, "GitHub unreachable: %s", curl_easy_strerror(cc));
+    } else if (fr != FETCH_OK) {
+        errmsg(err, errlen, "GitHub unreachable: %s", why);
     } else if (status == 401) {
         errmsg(err, errlen, "GitHub refused the token (HTTP 401)");
         rc = GITHUB_EAUTH;
@@ -120,12 +76,9 @@ static int github__request(const github__req_t *q, json_t **doc, char *err,
     } else {
         rc = GITHUB_OK;
     }
-out:
     if (body.data)
         OPENSSL_cleanse(body.data, body.len);   /* may hold a token */
     buf_free(&body);
-    github__headers_free(h);
-    curl_easy_cleanup(c);
     return rc;
 }
 
@@ -141,24 +94,11 @@ static int github__url(char out[GITHUB__URL_MAX], const char *base, const char *
     return n < 0 || n >= GITHUB__URL_MAX ? -1 : 0;
 }
 
-/* "&name=<escaped value>" (no '&' when first) appended to b. */
-static int github__form_add(CURL *c, buf_t *b, const char *name, const char *value)
-{
-    char *e = curl_easy_escape(c, value, 0);
-    int rc = e && buf_printf(b, "%s%s=%s", b->len ? "&" : "", name, e) == 0 ? 0 : -1;
-
-    if (e)
-        OPENSSL_cleanse(e, strlen(e));
-    curl_free(e);
-    return rc;
-}
-
 int github_exchange(const github_cfg_t *cfg, const char *code,
                     const char *redirect_uri, char **token, char *err,
                     size_t errlen)
 {
     char url[GITHUB__URL_MAX];
-    CURL *esc = curl_easy_init();
     json_t *doc = NULL;
     const json_t *t;
     buf_t form;
@@ -167,10 +107,10 @@ int github_exchange(const github_cfg_t *cfg, const char *code,
     *token = NULL;
     buf_init(&form, 16384);
     errmsg(err, errlen, "out of memory");
-    if (!esc || github__form_add(esc, &form, "client_id", cfg->client_id) ||
-        github__form_add(esc, &form, "client_secret", cfg->client_secret) ||
-        github__form_add(esc, &form, "code", code) ||
-        (redirect_uri && github__form_add(esc, &form, "redirect_uri", redirect_uri)))
+    if (fetch_form_add(&form, "client_id", cfg->client_id) ||
+        fetch_form_add(&form, "client_secret", cfg->client_secret) ||
+        fetch_form_add(&form, "code", code) ||
+        (redirect_uri && fetch_form_add(&form, "redirect_uri", redirect_uri)))
         goto out;
     if (github__url(url, cfg->oauth_url, "/login/oauth/access_token")) {
         errmsg(err, errlen, "the OAuth URL is too long");
@@ -201,7 +141,6 @@ out:
         OPENSSL_cleanse(form.data, form.len);
     buf_free(&form);
     json_decref(doc);
-    curl_easy_cleanup(esc);
     return rc;
 }
 

@@ -20,8 +20,7 @@
  * condition variable (CLOCK_MONOTONIC deadlines) until the next periodic
  * reload or until a verification reports an unknown kid, never fetching
  * twice within min_refresh_ms; tokens_free wakes it, and a fetch in
- * progress polls `stop` through curl's progress callback, so shutdown is
- * prompt.
+ * progress polls `stop` (fetch's cancel hook), so shutdown is prompt.
  *
  * The revoked list is a chained hash table (SipHash, random key) of
  * jti -> exp_ms behind its own mutex, capped at TOKENS_REVOKED_MAX, with
@@ -47,7 +46,6 @@
  */
 #include "auth/tokens.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -68,6 +66,7 @@
 #include "core/clock.h"
 #include "core/errmsg.h"
 #include "core/siphash.h"
+#include "net/fetch.h"
 #include "ops/log.h"
 
 #define TOKENS__JTI_BYTES 16
@@ -696,64 +695,29 @@ out:
     return rc;
 }
 
-static size_t tokens__curl_write(char *p, size_t size, size_t n, void *ud)
+static bool tokens__stopping(void *ud)
 {
-    return buf_append(ud, p, size * n) == 0 ? size * n : 0;
+    return atomic_load(&((tokens_t *)ud)->stop);
 }
 
-static int tokens__curl_progress(void *ud, curl_off_t dt, curl_off_t dn,
-                                 curl_off_t ut, curl_off_t un)
-{
-    return atomic_load(&((tokens_t *)ud)->stop) ? 1 : 0;
-}
-
-/*
- * GETs t->jwks_url into body: http or https only, no redirects, 5 s in
- * all, status 200, at most body's cap. Blocking; aborted by t->stop.
- */
+/* GETs t->jwks_url into body (net/fetch.h: http or https only, no
+ * redirects, capped by body), 5 s in all, status 200. Blocking; aborted
+ * by t->stop. */
 static int tokens__fetch(tokens_t *t, buf_t *body, const char **why)
 {
-    CURL *c = curl_easy_init();
-    CURLcode rc;
-    long status = 0;
-    int ok = -1;
+    fetch_req_t q = {.url = t->jwks_url, .timeout_ms = TOKENS__FETCH_TIMEOUT_MS,
+                     .cancelled = tokens__stopping, .ctx = t};
+    long status;
 
-    *why = "out of memory";
-    if (!c)
+    if (fetch(&q, body, &status, why) != FETCH_OK)
         return -1;
-    if (curl_easy_setopt(c, CURLOPT_URL, t->jwks_url) ||
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") ||
-        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) ||
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, TOKENS__FETCH_TIMEOUT_MS) ||
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) ||
-        curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE,
-                         (curl_off_t)JWT_JWKS_MAX) ||
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tokens__curl_write) ||
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, body) ||
-        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) ||
-        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, tokens__curl_progress) ||
-        curl_easy_setopt(c, CURLOPT_XFERINFODATA, t) ||
-        curl_easy_setopt(c, CURLOPT_USERAGENT, "switchboard")) {
-        *why = "cannot set up the request";
-        goto out;
-    }
-    rc = curl_easy_perform(c);
-    if (rc == CURLE_WRITE_ERROR || rc == CURLE_FILESIZE_EXCEEDED)
-        *why = "response too large";
-    else if (rc != CURLE_OK)
-        *why = curl_easy_strerror(rc);
-    else if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) ||
-             status != 200)
+    if (status != 200) {
         *why = "HTTP status is not 200";
-    else
-        ok = 0;
-out:
-    curl_easy_cleanup(c);
-    return ok;
+        return -1;
+    }
+    return 0;
 }
 
-/* Loads a document (the file at path, or the JWKS URL when path is NULL)
- * into ks: a PEM public key when pem, else a JWKS. */
 static int tokens__load(tokens_t *t, jwt_keyset_t *ks, const char *path,
                         bool pem, const char **why)
 {
@@ -883,14 +847,6 @@ static void tokens__ask_refresh(tokens_t *t)
 
 /* ---- life cycle --------------------------------------------------------- */
 
-static pthread_once_t tokens__curl_once = PTHREAD_ONCE_INIT;
-static CURLcode tokens__curl_rc = CURLE_FAILED_INIT;
-
-static void tokens__curl_init(void)
-{
-    tokens__curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static bool tokens__set(const char *s)
 {
     return s != NULL && s[0] != 0;
@@ -987,12 +943,6 @@ tokens_t *tokens_new(const tokens_cfg_t *cfg, char *err, size_t errlen)
     tokens_t *t = NULL;
     const char *src, *why = NULL;
 
-    pthread_once(&tokens__curl_once, tokens__curl_init);
-    if (tokens__curl_rc != CURLE_OK) {
-        errmsg(err, errlen, "libcurl: %s",
-               curl_easy_strerror(tokens__curl_rc));
-        return NULL;
-    }
     if (tokens__check_cfg(cfg, err, errlen))
         return NULL;
     if (!(t = calloc(1, sizeof(*t))) || tokens__sync_init(t) ||
