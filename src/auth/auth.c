@@ -418,11 +418,15 @@ void auth_forbidden(http_req_t *r, const principal_t *p, const char *ip, const c
                     const char *what)
 {
     auth_outcome_t o;
-    char ep[AUTH_ENDPOINT_MAX];
+    char ep[AUTH_ENDPOINT_MAX], addr[AUTH_IP_MAX];
 
     if (r && !endpoint) {
         endpoint_of(r, ep);
         endpoint = ep;
+    }
+    if (r && !ip) {
+        auth_client_ip(r, addr);
+        ip = addr;
     }
     outcome(&o, 403, MA_FORBIDDEN, "forbidden", "not permitted", what);
     audit(&o, p->id, p->tenant, ip ? ip : "", endpoint ? endpoint : "");

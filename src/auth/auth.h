@@ -132,7 +132,8 @@ void auth_respond(http_req_t *r, const auth_outcome_t *o);
  * Reports a refusal by permission: logs and counts it (outcome forbidden,
  * `what` as the reason, e.g. "publish to orders.eu") and, when r is not
  * NULL, answers 403 with `what` in the message. For WebSocket commands
- * pass r NULL and reply in the protocol.
+ * pass r NULL and reply in the protocol. ip and endpoint NULL: taken from
+ * r (so a request pays for them only when it is refused).
  */
 void auth_forbidden(http_req_t *r, const principal_t *p, const char *ip,
                     const char *endpoint, const char *what);

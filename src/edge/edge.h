@@ -38,7 +38,7 @@ msg_t *edge_publish_parse(const char *json, size_t len, const char *tenant,
 
 /* Whether p may publish m (its subject and event type). When not, the
  * refusal is audited (auth_forbidden) and, when r is not NULL, answered
- * 403; ip and endpoint name the attempt in the log. */
+ * 403; ip and endpoint name the attempt in the log (NULL: taken from r). */
 bool edge_may_publish(http_req_t *r, const principal_t *p, const msg_t *m, const char *ip,
                       const char *endpoint);
 

@@ -234,7 +234,6 @@ static pull_t *begin(http_req_t *r, principal_t *p, enum pull_kind kind)
     pull_t *pl = calloc(1, sizeof *pl);
     consumer_t *c = NULL;
     int status = 503;
-    char ip[AUTH_IP_MAX];
 
     if (!pl)
         goto fail;
@@ -254,9 +253,8 @@ static pull_t *begin(http_req_t *r, principal_t *p, enum pull_kind kind)
     return pl;
 fail:
     free(pl);
-    auth_client_ip(r, ip);
     if (status == 403)
-        auth_forbidden(r, p, ip, NULL, "read the history of the consumer's subjects");
+        auth_forbidden(r, p, NULL, NULL, "read the history of the consumer's subjects");
     else if (status == 409)
         http_error(r, 409, "consumer_busy", "another request on this consumer is in progress; retry");
     else
@@ -715,7 +713,6 @@ void pull_stats(http_req_t *r)
     principal_t *p = auth_request(r, 0);
     consumer_t *c;
     int status = 0, rc = -1;
-    char ip[AUTH_IP_MAX];
     buf_t b;
 
     if (!p)
@@ -726,9 +723,8 @@ void pull_stats(http_req_t *r)
     if (c)
         rc = append_stats(&b, c);
     cons_unlock();
-    auth_client_ip(r, ip);
     if (status == 403)
-        auth_forbidden(r, p, ip, NULL, "read the history of the consumer's subjects");
+        auth_forbidden(r, p, NULL, NULL, "read the history of the consumer's subjects");
     else if (rc)
         http_error(r, 503, "unavailable", "out of memory");
     else
@@ -843,7 +839,7 @@ void pull_configure(http_req_t *r)
     json_t *root = NULL, *ss, *st;
     pull_t *pl = NULL;
     const char *why = NULL;
-    char name[CONS_NAME_MAX + 1], ip[AUTH_IP_MAX];
+    char name[CONS_NAME_MAX + 1];
     int64_t start_ms = 0;
     uint64_t start_seq = 0;
 
@@ -881,8 +877,7 @@ void pull_configure(http_req_t *r)
         goto out;
     }
     if (!may_read(p, pl->fresh)) {
-        auth_client_ip(r, ip);
-        auth_forbidden(r, p, ip, NULL, "read the history of the requested subjects");
+        auth_forbidden(r, p, NULL, NULL, "read the history of the requested subjects");
         goto out;
     }
     pl->fresh->created_ms = clock_now_ms();
@@ -936,16 +931,14 @@ void pull_replay(http_req_t *r)
     json_t *root = NULL, *ids, *v, *cname;
     pull_t *pl = NULL;
     consumer_t *c;
-    char ip[AUTH_IP_MAX];
     uint64_t seq;
     size_t i;
     int status = 0;
 
     if (!p)
         return;
-    auth_client_ip(r, ip);
     if (!principal_can_admin(p, p->tenant, p->tenant_len)) {
-        auth_forbidden(r, p, ip, NULL, "replay needs admin permission");
+        auth_forbidden(r, p, NULL, NULL, "replay needs admin permission");
         goto out;
     }
     ids = parse_ids(r, &root);

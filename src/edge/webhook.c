@@ -402,15 +402,13 @@ static const char *admit(http_req_t *r, const char *source, const msg_t *m, prin
 {
     const config_t *cfg = edge_cfg();
     const config_source_t *s;
-    char ip[AUTH_IP_MAX];
     size_t i;
 
     if ((s = source_find(cfg, source, &i)))
         return verify_source(r, s, i) ? s->tenant : NULL;
     if (!(*p = auth_request(r, 0)))
         return NULL;
-    auth_client_ip(r, ip);
-    return edge_may_publish(r, *p, m, ip, NULL) ? (*p)->tenant : NULL;
+    return edge_may_publish(r, *p, m, NULL, NULL) ? (*p)->tenant : NULL;
 }
 
 static void accepted(void *arg, int err, msg_t *m)
